@@ -1,0 +1,39 @@
+# Scenery: `make run` serves the gallery, `make test` runs the tests. Both set everything up.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint bench demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch comes pinned from pyproject.toml; pip must never swap it for another build.
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/scenery init
+	$(BIN)/scenery serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/search.py
+	$(BIN)/python bench/import_speed.py
+
+# Import the sample photos with the offline tiny model (no weights to download).
+demo: $(STAMP)
+	SCENERY_CLIP_MODEL=tiny-test $(BIN)/scenery import ../shared/data/photos
+	SCENERY_CLIP_MODEL=tiny-test $(BIN)/scenery serve --host $(HOST) --port $(PORT)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache test-artifacts

@@ -1,0 +1,5 @@
+"""Run the CLI as ``python -m scenery``."""
+
+from scenery.cli import main
+
+main()

@@ -1,0 +1,181 @@
+"""The ``scenery`` command: set up, import, serve and maintain a gallery."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from scenery import __version__
+from scenery.config import Settings, load_settings
+from scenery.context import Context
+from scenery.db import transaction
+from scenery.errors import SceneryError
+from scenery.importer import Importer, discover
+from scenery.library import get_image, set_status
+from scenery.models import ImageStatus
+
+F = TypeVar("F", bound=Callable[..., Any])
+console = Console(stderr=True)
+
+
+def _domain_errors(func: F) -> F:
+    """Turn foreseeable SceneryErrors into a one-line CLI error instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SceneryError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _context(obj: dict[str, Any]) -> Context:
+    if "context" not in obj:
+        ctx = Context(obj["settings"])
+        ctx.migrate()
+        obj["context"] = ctx
+    return obj["context"]  # type: ignore[no-any-return]
+
+
+@click.group()
+@click.version_option(__version__, prog_name="scenery")
+@click.option("-v", "--verbose", is_flag=True, help="Log more detail.")
+@click.pass_context
+def main(click_ctx: click.Context, verbose: bool) -> None:
+    """Scenery: a self-hosted photo gallery that curates itself."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+    except SceneryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click_ctx.obj = {"settings": settings}
+    click_ctx.call_on_close(lambda: click_ctx.obj.get("context") and click_ctx.obj["context"].close())
+
+
+@main.command()
+@click.pass_obj
+@_domain_errors
+def init(obj: dict[str, Any]) -> None:
+    """Create the data directory and bring the database schema up to date."""
+    ctx = _context(obj)
+    click.echo(f"data dir: {ctx.settings.root}")
+    click.echo(f"database: {ctx.engine.url.render_as_string(hide_password=True)}")
+
+
+@main.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--no-publish", is_flag=True, help="Queue the images for review instead.")
+@click.pass_obj
+@_domain_errors
+def import_(obj: dict[str, Any], paths: tuple[Path, ...], no_publish: bool) -> None:
+    """Import image files and folders (recursively): jpg, png, webp, gif, bmp, tiff."""
+    ctx = _context(obj)
+    files = discover(paths)
+    started = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task("importing", total=len(files))
+        importer = Importer(
+            ctx, publish=not no_publish, on_file=lambda _p: progress.advance(task)
+        )
+        report = importer.run(files)
+    elapsed = time.perf_counter() - started
+    for path, reason in report.failed:
+        click.echo(f"failed: {path}: {reason}", err=True)
+    for path, image_id in report.duplicates:
+        click.echo(f"duplicate: {path} (already stored as image {image_id})", err=True)
+    verb = "queued" if no_publish else "imported"
+    rate = len(report.imported) / elapsed if elapsed else 0.0
+    click.echo(
+        f"{verb} {len(report.imported)}, duplicates {len(report.duplicates)}, "
+        f"failed {len(report.failed)} ({len(files)} files in {elapsed:.1f} s, {rate:.1f} images/s)"
+    )
+    if report.failed:
+        _reason_table(Counter(reason for _, reason in report.failed))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _reason_table(reasons: Counter[str]) -> None:
+    table = Table("failure reason", "files")
+    for reason, count in reasons.most_common():
+        table.add_row(reason, str(count))
+    console.print(table)
+
+
+@main.command()
+@click.pass_obj
+@_domain_errors
+def reindex(obj: dict[str, Any]) -> None:
+    """Rebuild the vector index from the embeddings in the database."""
+    ctx = _context(obj)
+    started = time.perf_counter()
+    count = ctx.index.rebuild()
+    snapshot = ctx.index.save()
+    click.echo(f"indexed {count} images in {time.perf_counter() - started:.1f} s -> {snapshot}")
+
+
+def _status_command(name: str, status: ImageStatus, help_text: str) -> None:
+    @main.command(name, help=help_text)
+    @click.argument("image_ids", nargs=-1, required=True, type=int)
+    @click.pass_obj
+    @_domain_errors
+    def command(obj: dict[str, Any], image_ids: tuple[int, ...]) -> None:
+        ctx = _context(obj)
+        with transaction(ctx.sessions) as session:
+            for image_id in image_ids:
+                set_status(session, get_image(session, image_id, published_only=False), status)
+        ctx.index.refresh(force=True)
+        ctx.index.save()
+        click.echo(f"{name}: {', '.join(map(str, image_ids))}")
+
+
+_status_command("publish", ImageStatus.PUBLISHED, "Publish images by id.")
+_status_command("unpublish", ImageStatus.QUEUED, "Take images out of the gallery (back to the queue).")
+_status_command("delete", ImageStatus.DELETED, "Mark images deleted: gone from gallery and search.")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--prod", is_flag=True, help="Serve with gunicorn instead of the development server.")
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers.")
+@click.pass_obj
+@_domain_errors
+def serve(obj: dict[str, Any], host: str, port: int, prod: bool, workers: int) -> None:
+    """Run the web gallery."""
+    _context(obj)  # migrate before serving
+    if prod:
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        args = [str(gunicorn), "--bind", f"{host}:{port}", "--workers", str(workers)]
+        os.execv(str(gunicorn), [*args, "--access-logfile", "-", "web.wsgi:app"])
+    from web import create_app
+
+    settings: Settings = obj["settings"]
+    app = create_app(settings)
+    app.run(host=host, port=port, threaded=True, use_reloader=False)

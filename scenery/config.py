@@ -1,0 +1,133 @@
+"""Settings: one typed object built from ``SCENERY_*`` environment variables and an optional TOML file."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from scenery.errors import ConfigError
+
+THUMB_SIZES = (400, 1600)
+"""Longest edge in pixels of the grid and page thumbnails."""
+
+
+class Settings(BaseSettings):
+    """Everything Scenery can be told; read once per process and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="SCENERY_", extra="ignore", frozen=True)
+
+    config_file: Path | None = Field(default=None, description="Optional TOML file (SCENERY_CONFIG_FILE).")
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = "laion2b_s34b_b79k"
+    clip_device: str = "auto"
+    clip_batch_size: int = Field(default=32, ge=1)
+    clip_threads: int | None = Field(default=None, ge=1)
+
+    index_m: int = Field(default=16, ge=4)
+    index_ef_construction: int = Field(default=200, ge=16)
+    index_ef_search: int = Field(default=64, ge=8)
+    # Text queries sit far from every image embedding, where HNSW graphs need a much wider
+    # beam to keep recall (see bench/search.py); they get their own ef.
+    index_text_ef: int = Field(default=512, ge=8)
+    index_refresh_seconds: float = Field(default=2.0, ge=0)
+
+    max_image_pixels: int = Field(default=100_000_000, ge=1)
+    max_file_bytes: int = Field(default=60 * 1024 * 1024, ge=1)
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+
+    page_size: int = Field(default=48, ge=1, le=500)
+    search_k: int = Field(default=48, ge=1)
+    max_k: int = Field(default=200, ge=1)
+
+    secret_key: str | None = None
+
+    @field_validator("clip_device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value != "auto" and value != "cpu" and not value.startswith(("cuda", "mps")):
+            raise ValueError("must be auto, cpu, cuda[:N] or mps")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read init arguments first, then the environment, then the TOML file it names."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = env_settings().get("config_file") or init_settings().get("config_file")
+        if toml_path:
+            path = Path(toml_path)
+            if not path.is_file():
+                raise ConfigError(f"SCENERY_CONFIG_FILE points at {path}, which is not a file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @cached_property
+    def root(self) -> Path:
+        """The data directory as an absolute path."""
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data dir."""
+        return self.database_url or f"sqlite:///{self.root / 'scenery.db'}"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.root / "thumbs"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.root / "index"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def ensure_dirs(self) -> None:
+        """Create the data directory tree."""
+        for path in (self.root, self.images_dir, self.thumbs_dir, self.index_dir, self.models_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def flask_secret(self) -> str:
+        """The configured secret key, or one generated once and kept in the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.root / "secret_key"
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_hex(32))
+            tmp.chmod(0o600)
+            tmp.replace(path)
+        return path.read_text().strip()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, with explicit overrides taking precedence."""
+    try:
+        return Settings(**overrides)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise ConfigError(f"invalid settings: {exc}") from exc

@@ -1,0 +1,61 @@
+"""One process's wiring: settings, database, storage, embedder and the synced vector index."""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import cached_property
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from scenery.config import Settings
+from scenery.db import make_engine, make_sessionmaker, migrate
+from scenery.embed import Embedder, load_embedder
+from scenery.index_sync import SyncedIndex
+from scenery.storage import Storage
+
+
+class Context:
+    """Built once per process (CLI command, web app, worker) and passed to whatever needs it."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        settings.ensure_dirs()
+        self.engine: Engine = make_engine(settings.db_url)
+        self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
+        self.storage = Storage(settings.root)
+        self._embedder = embedder
+        self._index_lock = threading.Lock()
+        self._index: SyncedIndex | None = None
+
+    def migrate(self) -> None:
+        """Apply database migrations."""
+        migrate(self.engine)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return self._embedder or load_embedder(self.settings)
+
+    @property
+    def index(self) -> SyncedIndex:
+        """The vector index of the embedder's space, opened (and caught up) on first use."""
+        with self._index_lock:
+            if self._index is None:
+                self._index = SyncedIndex(
+                    self.settings.index_dir / _slug(self.embedder.name),
+                    self.embedder.name,
+                    self.embedder.dim,
+                    self.sessions,
+                    m=self.settings.index_m,
+                    ef_construction=self.settings.index_ef_construction,
+                    refresh_seconds=self.settings.index_refresh_seconds,
+                ).open()
+            return self._index
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "__", name)

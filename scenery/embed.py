@@ -1,0 +1,201 @@
+"""CLIP embedders: the ``Embedder`` protocol and its open_clip implementation.
+
+torch and open_clip are imported inside functions so that the CLI and the web app start fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from scenery.config import Settings
+from scenery.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+TINY_TEST_MODEL = "tiny-test"
+CONFIG_DIR = Path(__file__).parent / "clip_configs"
+TINY_TEST_SEED = 20240601
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Maps images and text into one space; every row returned is L2-normalised float32."""
+
+    @property
+    def name(self) -> str:
+        """Identifies the vector space: embeddings of different names never mix."""
+        ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Scale rows to unit length as float32 (zero rows stay zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _register_builtin_configs() -> None:
+    import open_clip
+
+    for path in CONFIG_DIR.glob("*.json"):
+        if path.stem not in open_clip.list_models():
+            open_clip.add_model_config(path)
+
+
+def model_space_name(model: str, pretrained: str) -> str:
+    """The name under which embeddings of this model and weights are stored."""
+    if model == TINY_TEST_MODEL:
+        return TINY_TEST_MODEL
+    tag = Path(pretrained).name if ("/" in pretrained or Path(pretrained).exists()) else pretrained
+    return f"{model}/{tag}"
+
+
+class OpenClipEmbedder:
+    """An open_clip model that loads on first use and encodes in batches."""
+
+    def __init__(
+        self,
+        model: str,
+        pretrained: str,
+        device: str = "auto",
+        batch_size: int = 32,
+        threads: int | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.model_name = model
+        self.pretrained = pretrained
+        self.requested_device = device
+        self.batch_size = batch_size
+        self.threads = threads
+        self.cache_dir = cache_dir
+        self._lock = threading.Lock()
+        self._loaded: tuple[Any, Any, Any, str] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenClipEmbedder:
+        return cls(
+            settings.clip_model,
+            settings.clip_pretrained,
+            device=settings.clip_device,
+            batch_size=settings.clip_batch_size,
+            threads=settings.clip_threads,
+            cache_dir=settings.models_dir / "open_clip",
+        )
+
+    @property
+    def name(self) -> str:
+        return model_space_name(self.model_name, self.pretrained)
+
+    @property
+    def dim(self) -> int:
+        import open_clip
+
+        _register_builtin_configs()
+        config = open_clip.get_model_config(self.model_name)
+        if config is None:
+            raise ModelLoadError(self._unknown_model_message())
+        return int(config["embed_dim"])
+
+    def _unknown_model_message(self) -> str:
+        return (
+            f"unknown CLIP model {self.model_name!r}; SCENERY_CLIP_MODEL takes an open_clip "
+            f"model name such as ViT-B-32, or {TINY_TEST_MODEL} for tests"
+        )
+
+    def _load(self) -> tuple[Any, Any, Any, str]:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._build()
+            return self._loaded
+
+    def _build(self) -> tuple[Any, Any, Any, str]:
+        import open_clip
+        import torch
+
+        _register_builtin_configs()
+        if self.model_name not in open_clip.list_models():
+            raise ModelLoadError(self._unknown_model_message())
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        device = self._resolve_device(torch)
+        if self.model_name == TINY_TEST_MODEL:
+            torch.manual_seed(TINY_TEST_SEED)  # random weights, the same in every process
+            pretrained = None
+        else:
+            pretrained = self.pretrained
+        log.info("loading CLIP model %s (%s) on %s", self.model_name, pretrained, device)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                self.model_name,
+                pretrained=pretrained,
+                device=device,
+                cache_dir=str(self.cache_dir) if self.cache_dir else None,
+            )
+        except Exception as exc:
+            raise ModelLoadError(
+                f"could not load CLIP weights {self.pretrained!r} for {self.model_name}: {exc}. "
+                "Without internet access, download the open_clip checkpoint elsewhere and set "
+                "SCENERY_CLIP_PRETRAINED=/path/to/open_clip_model.safetensors (or .bin/.pt); "
+                f"for tests and offline development, SCENERY_CLIP_MODEL={TINY_TEST_MODEL}."
+            ) from exc
+        model.eval()
+        tokenizer = open_clip.get_tokenizer(self.model_name)
+        return model, preprocess, tokenizer, device
+
+    def _resolve_device(self, torch: Any) -> str:
+        if self.requested_device != "auto":
+            return self.requested_device
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def load(self) -> None:
+        """Load the model now rather than on first use."""
+        self._load()
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        import torch
+
+        model, preprocess, _, device = self._load()
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            batch = torch.stack([preprocess(img.convert("RGB")) for img in chunk]).to(device)
+            out.append(self._run(lambda b=batch: model.encode_image(b)))
+        return normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        model, _, tokenizer, device = self._load()
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            tokens = tokenizer(list(texts[start : start + self.batch_size])).to(device)
+            out.append(self._run(lambda t=tokens: model.encode_text(t)))
+        return normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
+
+    @staticmethod
+    def _run(forward: Any) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            features: torch.Tensor = forward()
+        return features.float().cpu().numpy()
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The embedder the settings ask for (not yet loaded)."""
+    return OpenClipEmbedder.from_settings(settings)

@@ -1,0 +1,121 @@
+"""Defensive decoding, colour and orientation fixes, thumbnails and perceptual hashes."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import imagehash
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from scenery.config import THUMB_SIZES
+from scenery.errors import ImageRejected
+
+FORMAT_EXTENSIONS = {
+    "JPEG": "jpg",
+    "MPO": "jpg",  # multi-picture JPEGs from phones; the first picture is an ordinary JPEG
+    "PNG": "png",
+    "WEBP": "webp",
+    "GIF": "gif",
+    "BMP": "bmp",
+    "TIFF": "tiff",
+}
+ORIENTATION_TAG = 0x0112
+TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+DECODE_EDGE = max(THUMB_SIZES)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A validated image: RGB pixels (longest edge near ``DECODE_EDGE`` or more) and its facts."""
+
+    image: Image.Image
+    width: int
+    height: int
+    format: str
+    extension: str
+
+
+def decode(data: bytes, max_pixels: int) -> Decoded:
+    """Decode image bytes into upright RGB, or raise ImageRejected with the reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+        fmt = img.format or "unknown"
+        if fmt not in FORMAT_EXTENSIONS:
+            raise ImageRejected(f"unsupported image format {fmt}")
+        width, height = img.size
+        if width < 1 or height < 1:
+            raise ImageRejected("image has no pixels")
+        if width * height > max_pixels:
+            raise ImageRejected(
+                f"decompression bomb guard: {width}x{height} is over {max_pixels:,} pixels"
+            )
+        orientation = img.getexif().get(ORIENTATION_TAG, 1)
+        if orientation in TRANSPOSED_ORIENTATIONS:
+            width, height = height, width
+        img.seek(0)  # animated images: the first frame stands for the whole
+        if fmt in ("JPEG", "MPO"):
+            img.draft("RGB", (DECODE_EDGE, DECODE_EDGE))  # decode at reduced scale, much faster
+        img.load()
+        upright = ImageOps.exif_transpose(img) or img
+        return Decoded(to_rgb(upright), width, height, fmt, FORMAT_EXTENSIONS[fmt])
+    except ImageRejected:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageRejected("not an image: the bytes are in no known image format") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(f"decompression bomb guard: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRejected(f"truncated or corrupt image: {exc}") from exc
+    except MemoryError as exc:
+        raise ImageRejected("image too large to decode") from exc
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is flattened onto white."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return Image.fromarray(_scale_to_8bit(np.asarray(img)), "L").convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA") or img.mode == "RGBA":
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _scale_to_8bit(pixels: np.ndarray) -> np.ndarray:
+    values = pixels.astype(np.float64)
+    if np.issubdtype(pixels.dtype, np.integer) and pixels.dtype.itemsize == 2:
+        return (values / 257.0).round().astype(np.uint8)
+    low, high = float(values.min()), float(values.max())
+    if high <= 255 and low >= 0:
+        return values.astype(np.uint8)
+    span = high - low or 1.0
+    return ((values - low) * (255.0 / span)).round().clip(0, 255).astype(np.uint8)
+
+
+def thumbnails(image: Image.Image) -> dict[int, Image.Image]:
+    """Downscaled copies of an RGB image for every thumbnail size, largest first."""
+    result: dict[int, Image.Image] = {}
+    source = image
+    for size in sorted(THUMB_SIZES, reverse=True):
+        thumb = source.copy()
+        thumb.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        result[size] = thumb
+        source = thumb  # each smaller size starts from the previous one
+    return result
+
+
+def perceptual_hash(image: Image.Image) -> str:
+    """A 256-bit DCT hash (imagehash.phash, hash_size=16) as 64 hex digits."""
+    small = image.copy()
+    small.thumbnail((256, 256), Image.Resampling.BILINEAR)
+    return str(imagehash.phash(small, hash_size=16))

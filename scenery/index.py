@@ -1,0 +1,148 @@
+"""VectorIndex: an HNSW graph (hnswlib) of L2-normalised vectors keyed by image id."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+from scenery.errors import IndexMismatch
+
+MIN_CAPACITY = 1024
+
+
+class VectorIndex:
+    """Inner-product HNSW search over unit vectors; thread-safe, grows as needed.
+
+    Scores are cosine similarities (1 - hnswlib's inner-product distance). Removal marks a label
+    deleted at once; ``compact`` rebuilds the graph when deleted slots pile up.
+    """
+
+    def __init__(
+        self, dim: int, *, m: int = 16, ef_construction: int = 200, capacity: int = MIN_CAPACITY
+    ) -> None:
+        self.dim = dim
+        self.m = m
+        self.ef_construction = ef_construction
+        self._lock = threading.RLock()
+        self._index = self._new_graph(max(capacity, MIN_CAPACITY))
+        self._live: set[int] = set()
+        self._deleted: set[int] = set()
+
+    def _new_graph(self, capacity: int) -> hnswlib.Index:
+        graph = hnswlib.Index(space="ip", dim=self.dim)
+        graph.init_index(max_elements=capacity, M=self.m, ef_construction=self.ef_construction)
+        graph.set_num_threads(1)
+        return graph
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self._live
+
+    @property
+    def ids(self) -> frozenset[int]:
+        return frozenset(self._live)
+
+    @property
+    def capacity(self) -> int:
+        return int(self._index.get_max_elements())
+
+    def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Insert or replace vectors under the given ids."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if len(ids) != len(vectors):
+            raise ValueError("ids and vectors differ in length")
+        if not len(ids):
+            return
+        with self._lock:
+            needed = self._index.get_current_count() + len(ids)
+            if needed > self.capacity:
+                self._index.resize_index(max(needed, self.capacity * 2))
+            self._index.add_items(vectors, np.asarray(ids, dtype=np.int64), num_threads=1)
+            self._live.update(int(i) for i in ids)
+            self._deleted.difference_update(int(i) for i in ids)
+
+    def remove(self, ids: Iterable[int]) -> None:
+        """Take ids out of results at once (unknown ids are ignored)."""
+        with self._lock:
+            for image_id in ids:
+                if image_id in self._live:
+                    self._index.mark_deleted(int(image_id))
+                    self._live.discard(image_id)
+                    self._deleted.add(int(image_id))
+            if len(self._deleted) > max(MIN_CAPACITY, len(self._live)):
+                self.compact()
+
+    def compact(self) -> None:
+        """Rebuild the graph from the live vectors, dropping deleted slots."""
+        with self._lock:
+            ids = sorted(self._live)
+            vectors = self.get_vectors(ids)
+            self._index = self._new_graph(max(MIN_CAPACITY, 2 * len(ids)))
+            self._deleted.clear()
+            self._live.clear()
+            self.add(ids, vectors)
+
+    def get_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of live ids, in order."""
+        if not ids:
+            return np.zeros((0, self.dim), np.float32)
+        with self._lock:
+            return np.asarray(self._index.get_items(list(ids)), dtype=np.float32)
+
+    def query(self, vector: np.ndarray, k: int, ef: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Return up to ``k`` (ids, cosine scores) nearest to one vector, best first."""
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
+        with self._lock:
+            k = min(k, len(self._live))
+            if k <= 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            ef = max(ef, k)
+            while True:
+                self._index.set_ef(ef)
+                try:
+                    labels, distances = self._index.knn_query(query, k=k, num_threads=1)
+                    break
+                except RuntimeError:
+                    # Deleted slots can starve the beam; widen it, then settle for fewer.
+                    if ef < 4 * len(self._live) + 64:
+                        ef *= 2
+                    elif k > 1:
+                        k -= 1
+                    else:
+                        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return labels[0].astype(np.int64), (1.0 - distances[0]).astype(np.float32)
+
+    def save(self, directory: Path) -> None:
+        """Write the graph and its live ids into ``directory`` (which must be new or empty)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._index.save_index(str(directory / "hnsw.bin"))
+            np.save(directory / "ids.npy", np.fromiter(sorted(self._live), np.int64))
+            np.save(directory / "deleted.npy", np.fromiter(sorted(self._deleted), np.int64))
+
+    @classmethod
+    def load(
+        cls, directory: Path, dim: int, *, m: int = 16, ef_construction: int = 200
+    ) -> VectorIndex:
+        """Read an index written by ``save``."""
+        index = cls(dim, m=m, ef_construction=ef_construction)
+        graph = hnswlib.Index(space="ip", dim=dim)
+        try:
+            graph.load_index(str(directory / "hnsw.bin"))
+            live = np.load(directory / "ids.npy")
+            deleted = np.load(directory / "deleted.npy")
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise IndexMismatch(f"cannot read index at {directory}: {exc}") from exc
+        if graph.dim != dim:
+            raise IndexMismatch(f"index at {directory} has dim {graph.dim}, expected {dim}")
+        graph.set_num_threads(1)
+        index._index = graph
+        index._live = {int(i) for i in live}
+        index._deleted = {int(i) for i in deleted}
+        return index

@@ -1,0 +1,242 @@
+"""Keeps a persisted VectorIndex in step with the database's published images.
+
+Every change of an image's visibility appends a ``PublicationEvent``. An index snapshot records
+the highest event id it reflects; opening it replays newer events, and a running process calls
+``refresh`` to replay them every few seconds. Replay is idempotent: an event only names an image,
+whose current status and embedding decide whether it belongs in the index. Events of the last
+``LOOKBACK`` are replayed again, so a transaction that committed late (PostgreSQL hands out ids
+before commit) is never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from scenery.errors import IndexMismatch
+from scenery.index import VectorIndex
+from scenery.models import Embedding, Image, ImageStatus, PublicationEvent
+
+log = logging.getLogger(__name__)
+
+LOOKBACK = timedelta(minutes=2)
+CHUNK = 500
+KEEP_SNAPSHOTS = 2
+
+
+class SyncedIndex:
+    """A VectorIndex of one embedding model's published images, persisted under ``directory``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        model: str,
+        dim: int,
+        sessions: sessionmaker[Session],
+        *,
+        m: int = 16,
+        ef_construction: int = 200,
+        refresh_seconds: float = 2.0,
+    ) -> None:
+        self.directory = directory
+        self.model = model
+        self.dim = dim
+        self.sessions = sessions
+        self.m = m
+        self.ef_construction = ef_construction
+        self.refresh_seconds = refresh_seconds
+        self.index = VectorIndex(dim, m=m, ef_construction=ef_construction)
+        self.watermark = 0
+        self.synced_at = datetime.fromtimestamp(0, UTC)
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    # -- opening and persistence -------------------------------------------------------------
+
+    def open(self) -> SyncedIndex:
+        """Load the newest snapshot (or rebuild from the database), then catch up."""
+        with self._lock:
+            if not self._load_snapshot():
+                self._rebuild_locked()
+            else:
+                self._catch_up_locked()
+        return self
+
+    def _load_snapshot(self) -> bool:
+        current = self.directory / "CURRENT"
+        if not current.exists():
+            return False
+        snapshot = self.directory / current.read_text().strip()
+        try:
+            meta = json.loads((snapshot / "meta.json").read_text())
+            if meta["model"] != self.model or meta["dim"] != self.dim:
+                raise IndexMismatch(f"snapshot is for {meta['model']} ({meta['dim']}-d)")
+            index = VectorIndex.load(
+                snapshot, self.dim, m=self.m, ef_construction=self.ef_construction
+            )
+        except (OSError, ValueError, KeyError, IndexMismatch) as exc:
+            log.warning("ignoring index snapshot %s: %s; rebuilding", snapshot, exc)
+            return False
+        with self.sessions() as session:
+            newest = session.scalar(select(func.max(PublicationEvent.id))) or 0
+        if meta["watermark"] > newest:
+            log.warning("index snapshot is ahead of the database; rebuilding")
+            return False
+        self.index = index
+        self.watermark = int(meta["watermark"])
+        self.synced_at = datetime.fromisoformat(meta["synced_at"])
+        log.info("loaded index snapshot %s with %d images", snapshot.name, len(index))
+        return True
+
+    def save(self) -> Path:
+        """Write a new snapshot atomically and point CURRENT at it."""
+        with self._lock:
+            name = f"snap-{int(time.time())}-{uuid.uuid4().hex[:8]}"
+            snapshot = self.directory / name
+            self.index.save(snapshot)
+            meta = {
+                "model": self.model,
+                "dim": self.dim,
+                "watermark": self.watermark,
+                "synced_at": self.synced_at.isoformat(),
+                "count": len(self.index),
+                "saved_at": datetime.now(UTC).isoformat(),
+            }
+            (snapshot / "meta.json").write_text(json.dumps(meta, indent=2))
+            tmp = self.directory / f".CURRENT.{uuid.uuid4().hex[:8]}"
+            tmp.write_text(name)
+            tmp.replace(self.directory / "CURRENT")
+            self._prune(keep=name)
+            return snapshot
+
+    def _prune(self, keep: str) -> None:
+        snapshots = sorted(
+            (p for p in self.directory.glob("snap-*") if p.is_dir() and p.name != keep),
+            key=lambda p: p.stat().st_mtime,
+        )
+        for old in snapshots[: max(len(snapshots) - (KEEP_SNAPSHOTS - 1), 0)]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    # -- rebuilding and catching up -----------------------------------------------------------
+
+    def rebuild(self) -> int:
+        """Build the index afresh from every published image's embedding."""
+        with self._lock:
+            return self._rebuild_locked()
+
+    def _rebuild_locked(self) -> int:
+        started = datetime.now(UTC)
+        with self.sessions() as session:
+            watermark = session.scalar(select(func.max(PublicationEvent.id))) or 0
+            total = session.scalar(
+                select(func.count())
+                .select_from(Embedding)
+                .join(Image, Image.id == Embedding.image_id)
+                .where(Embedding.model == self.model, Image.status == ImageStatus.PUBLISHED)
+            )
+            index = VectorIndex(
+                self.dim, m=self.m, ef_construction=self.ef_construction, capacity=total or 0
+            )
+            for ids, vectors in self._published_vectors(session, None):
+                index.add(ids, vectors)
+        self.index, self.watermark, self.synced_at = index, int(watermark), started
+        self._checked = time.monotonic()
+        log.info("rebuilt index of %s with %d images", self.model, len(index))
+        return len(index)
+
+    def _published_vectors(
+        self, session: Session, image_ids: Iterable[int] | None
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
+        query = (
+            select(Embedding.image_id, Embedding.vector)
+            .join(Image, Image.id == Embedding.image_id)
+            .where(Embedding.model == self.model, Image.status == ImageStatus.PUBLISHED)
+            .order_by(Embedding.image_id)
+        )
+        chunks = [None] if image_ids is None else _chunks(sorted(image_ids), CHUNK)
+        for chunk in chunks:
+            scoped = query if chunk is None else query.where(Embedding.image_id.in_(chunk))
+            rows = session.execute(scoped.execution_options(yield_per=5000))
+            for batch in rows.partitions(5000):
+                ids = [row[0] for row in batch]
+                vectors = np.frombuffer(b"".join(row[1] for row in batch), np.float32)
+                yield ids, vectors.reshape(len(ids), self.dim)
+
+    def catch_up(self) -> int:
+        """Replay publication events newer than the snapshot; return how many images changed."""
+        with self._lock:
+            return self._catch_up_locked()
+
+    def _catch_up_locked(self) -> int:
+        started = datetime.now(UTC)
+        with self.sessions() as session:
+            events = session.execute(
+                select(PublicationEvent.id, PublicationEvent.image_id).where(
+                    or_(
+                        PublicationEvent.id > self.watermark,
+                        PublicationEvent.at >= self.synced_at - LOOKBACK,
+                    )
+                )
+            ).all()
+            if not events:
+                self.synced_at = started
+                return 0
+            touched = {image_id for _, image_id in events}
+            present: set[int] = set()
+            added = 0
+            for ids, vectors in self._published_vectors(session, touched):
+                fresh = np.array([i not in self.index for i in ids], dtype=bool)
+                if fresh.any():
+                    self.index.add([i for i, f in zip(ids, fresh, strict=True) if f], vectors[fresh])
+                    added += int(fresh.sum())
+                present.update(ids)
+        gone = [i for i in touched - present if i in self.index]
+        self.index.remove(gone)
+        self.watermark = max(self.watermark, max(event_id for event_id, _ in events))
+        self.synced_at = started
+        changed = len(gone) + added
+        if changed:
+            log.info("index caught up: %d images changed", changed)
+        return changed
+
+    def refresh(self, force: bool = False) -> int:
+        """Catch up if ``refresh_seconds`` have passed since the last check (or ``force``)."""
+        now = time.monotonic()
+        if not force and now - self._checked < self.refresh_seconds:
+            return 0
+        if not self._lock.acquire(blocking=force):
+            return 0  # another thread is catching up right now
+        try:
+            self._checked = now
+            return self._catch_up_locked()
+        finally:
+            self._lock.release()
+
+    # -- direct updates from this process ------------------------------------------------------
+
+    def add(self, ids: list[int], vectors: np.ndarray) -> None:
+        """Add images this process has just published (their events replay as no-ops)."""
+        self.index.add(ids, vectors)
+
+    def remove(self, ids: Iterable[int]) -> None:
+        """Drop images this process has just unpublished."""
+        self.index.remove(ids)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

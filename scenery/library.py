@@ -1,0 +1,82 @@
+"""Image records: lookups, listing, embeddings, and status changes (which feed the index log)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from scenery.errors import NotFound
+from scenery.models import Embedding, Image, ImageStatus, PublicationEvent, utcnow
+
+
+def set_status(session: Session, image: Image, status: ImageStatus) -> None:
+    """Change an image's status, logging a publication event when visibility changes."""
+    was_published = image.status == ImageStatus.PUBLISHED
+    image.status = status
+    now_published = status == ImageStatus.PUBLISHED
+    if now_published and not was_published:
+        image.published_at = utcnow()
+    if now_published != was_published:
+        session.flush()  # assigns image.id to new rows
+        session.add(PublicationEvent(image_id=image.id, published=now_published))
+
+
+def get_image(session: Session, image_id: int, *, published_only: bool = True) -> Image:
+    """Fetch one image, or raise NotFound (unpublished images count as missing by default)."""
+    image = session.get(Image, image_id)
+    if image is None or (published_only and image.status != ImageStatus.PUBLISHED):
+        raise NotFound(f"no image {image_id}")
+    return image
+
+
+def find_by_sha(session: Session, sha256s: Sequence[str]) -> dict[str, int]:
+    """Map the given content hashes that are already stored to their image ids."""
+    if not sha256s:
+        return {}
+    rows = session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(sha256s)))
+    return {sha: image_id for sha, image_id in rows}
+
+
+def published_page(session: Session, page: int, per_page: int) -> tuple[list[Image], int]:
+    """Newest published images first: one page of them and the total count."""
+    total = count_published(session)
+    query = (
+        select(Image)
+        .where(Image.status == ImageStatus.PUBLISHED)
+        .order_by(Image.published_at.desc(), Image.id.desc())
+        .offset(max(page - 1, 0) * per_page)
+        .limit(per_page)
+    )
+    return list(session.scalars(query)), total
+
+
+def count_published(session: Session) -> int:
+    query = select(func.count()).select_from(Image).where(Image.status == ImageStatus.PUBLISHED)
+    return int(session.scalar(query) or 0)
+
+
+def published_by_ids(session: Session, ids: Sequence[int]) -> dict[int, Image]:
+    """The published images among ``ids``, keyed by id."""
+    if not len(ids):
+        return {}
+    query = select(Image).where(Image.id.in_(ids), Image.status == ImageStatus.PUBLISHED)
+    return {image.id: image for image in session.scalars(query)}
+
+
+def add_embedding(session: Session, image: Image, model: str, vector: np.ndarray) -> None:
+    """Attach a float32 embedding for one model to an image."""
+    vector = np.asarray(vector, dtype=np.float32)
+    image.embeddings.append(
+        Embedding(model=model, dim=int(vector.shape[0]), vector=vector.tobytes())
+    )
+
+
+def get_embedding(session: Session, image_id: int, model: str) -> np.ndarray:
+    """An image's stored embedding for a model, or NotFound."""
+    row = session.get(Embedding, (image_id, model))
+    if row is None:
+        raise NotFound(f"image {image_id} has no embedding for {model}")
+    return np.frombuffer(row.vector, dtype=np.float32)

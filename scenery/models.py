@@ -1,0 +1,128 @@
+"""Database tables: images, their embeddings, and the log of publication changes."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Attach UTC to datetimes read back naive (SQLite keeps no time zone)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC, or None."""
+    moment = as_utc(moment)
+    return moment.isoformat() if moment else None
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ImageStatus(enum.StrEnum):
+    PUBLISHED = "published"
+    QUEUED = "queued"
+    REJECTED = "rejected"
+    DELETED = "deleted"
+
+
+class Image(Base):
+    """One stored original, wherever it came from."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(String(255))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    format: Mapped[str] = mapped_column(String(16))
+    phash: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[ImageStatus] = mapped_column(
+        Enum(ImageStatus, name="image_status", values_callable=lambda e: [m.value for m in e]),
+        index=True,
+    )
+
+    source: Mapped[str] = mapped_column(String(16), default="local")
+    source_name: Mapped[str | None] = mapped_column(Text)  # file name for local imports
+    reddit_subreddit: Mapped[str | None] = mapped_column(String(64))
+    reddit_post_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    reddit_permalink: Mapped[str | None] = mapped_column(Text)
+    reddit_author: Mapped[str | None] = mapped_column(String(64))
+    reddit_title: Mapped[str | None] = mapped_column(Text)
+    reddit_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    curation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    embeddings: Mapped[list[Embedding]] = relationship(
+        back_populates="image", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (Index("ix_images_status_published_at", "status", "published_at"),)
+
+    @property
+    def display_title(self) -> str:
+        """The best title there is: Reddit's, the given one, or the file name."""
+        return self.title or self.reddit_title or self.source_name or f"Image {self.id}"
+
+    @property
+    def extension(self) -> str:
+        return self.path.rsplit(".", 1)[-1]
+
+
+class Embedding(Base):
+    """An image's CLIP embedding for one model: L2-normalised float32 bytes."""
+
+    __tablename__ = "embeddings"
+
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+    image: Mapped[Image] = relationship(back_populates="embeddings")
+
+
+class PublicationEvent(Base):
+    """One change to whether an image is published; vector indexes replay these to catch up."""
+
+    __tablename__ = "publication_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[int] = mapped_column(Integer, index=True)
+    published: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

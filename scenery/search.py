@@ -1,0 +1,74 @@
+"""Queries against the gallery: text, image and "similar images", ranked by CLIP similarity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy.orm import Session
+
+from scenery.embed import Embedder
+from scenery.index_sync import SyncedIndex
+from scenery.library import get_embedding, get_image, published_by_ids
+from scenery.models import Image
+
+# Extra candidates fetched so that images unpublished since the last index refresh can be dropped
+# without returning a short page.
+OVERFETCH = 8
+
+
+@dataclass(frozen=True)
+class Hit:
+    image: Image
+    score: float
+
+
+def search_vector(
+    session: Session,
+    index: SyncedIndex,
+    vector: np.ndarray,
+    k: int,
+    ef: int,
+    exclude: int | None = None,
+) -> list[Hit]:
+    """Rank published images by cosine similarity to a query vector, best first."""
+    index.refresh()
+    ids, scores = index.index.query(vector, k + OVERFETCH + (exclude is not None), ef=ef)
+    images = published_by_ids(session, [int(i) for i in ids])
+    hits = [
+        Hit(images[int(i)], float(s))
+        for i, s in zip(ids, scores, strict=True)
+        if int(i) in images and int(i) != exclude
+    ]
+    return hits[:k]
+
+
+def search_text(
+    session: Session, index: SyncedIndex, embedder: Embedder, text: str, k: int, ef: int
+) -> list[Hit]:
+    """Images that best match a text query."""
+    vector = embedder.encode_text([text])[0]
+    return search_vector(session, index, vector, k, ef)
+
+
+def search_image(
+    session: Session,
+    index: SyncedIndex,
+    embedder: Embedder,
+    image: PILImage.Image,
+    k: int,
+    ef: int,
+) -> list[Hit]:
+    """Images that look most like an uploaded picture."""
+    vector = embedder.encode_images([image])[0]
+    return search_vector(session, index, vector, k, ef)
+
+
+def similar_images(
+    session: Session, index: SyncedIndex, image_id: int, k: int, ef: int
+) -> list[Hit]:
+    """Published images most like a published image, excluding the image itself."""
+    get_image(session, image_id)
+    vector = get_embedding(session, image_id, index.model)
+    return search_vector(session, index, vector, k, ef, exclude=image_id)

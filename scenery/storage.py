@@ -1,0 +1,93 @@
+"""Content-addressed files under the data dir: originals and WebP thumbnails, written atomically."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from PIL import Image as PILImage
+
+from scenery.config import THUMB_SIZES
+from scenery.errors import NotFound
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+EXTENSIONS = frozenset({"jpg", "png", "webp", "gif", "bmp", "tiff"})
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through ``write`` into a temp file beside it, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _check_sha(sha256: str) -> str:
+    if not SHA256_RE.fullmatch(sha256):
+        raise NotFound("not a content address")
+    return sha256
+
+
+def _fanout(sha256: str) -> str:
+    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+class Storage:
+    """Owns the ``images/`` and ``thumbs/`` trees of a data dir."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def original_relpath(self, sha256: str, ext: str) -> str:
+        """The path of an original relative to the data dir: ``images/ab/cd/<sha256>.<ext>``."""
+        if ext not in EXTENSIONS:
+            raise NotFound(f"unknown extension {ext!r}")
+        return f"images/{_fanout(_check_sha(sha256))}.{ext}"
+
+    def original_path(self, sha256: str, ext: str) -> Path:
+        return self.root / self.original_relpath(sha256, ext)
+
+    def thumb_path(self, sha256: str, size: int) -> Path:
+        if size not in THUMB_SIZES:
+            raise NotFound(f"no thumbnail size {size}")
+        return self.root / "thumbs" / str(size) / f"{_fanout(_check_sha(sha256))}.webp"
+
+    def save_original(self, sha256: str, ext: str, data: bytes) -> str:
+        """Store original bytes under their content address; return the relative path."""
+        relpath = self.original_relpath(sha256, ext)
+        path = self.root / relpath
+        if not (path.exists() and path.stat().st_size == len(data)):
+            atomic_write(path, lambda handle: handle.write(data))
+        return relpath
+
+    def save_thumbnails(self, sha256: str, thumbs: dict[int, PILImage.Image]) -> None:
+        """Write thumbnails (size -> RGB image) as WebP."""
+        for size, thumb in thumbs.items():
+            # method=1: encoding at 1600 px costs 2.5x less than the default (4) for ~2% more bytes
+            atomic_write(
+                self.thumb_path(sha256, size),
+                lambda handle, t=thumb: t.save(handle, "WEBP", quality=82, method=1),
+            )
+
+    def has_files(self, sha256: str, ext: str) -> bool:
+        """Whether the original and all thumbnails exist."""
+        paths = [self.original_path(sha256, ext)]
+        paths += [self.thumb_path(sha256, size) for size in THUMB_SIZES]
+        return all(p.exists() for p in paths)
+
+    def remove(self, sha256: str, ext: str) -> None:
+        """Delete an original and its thumbnails, if present."""
+        self.original_path(sha256, ext).unlink(missing_ok=True)
+        for size in THUMB_SIZES:
+            self.thumb_path(sha256, size).unlink(missing_ok=True)

@@ -1,0 +1,82 @@
+"""The Flask web gallery: ``create_app`` wires settings, database and index into blueprints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g
+
+from scenery.config import Settings, load_settings
+from scenery.context import Context
+from scenery.embed import Embedder
+
+HERE = Path(__file__).parent
+
+
+def _asset_dir(name: str) -> Path:
+    """templates/ and static/ live beside web/ in a checkout and inside web/ in the wheel."""
+    packaged = HERE / name
+    return packaged if packaged.is_dir() else HERE.parent / name
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    embedder: Embedder | None = None,
+    config: dict[str, Any] | None = None,
+) -> Flask:
+    """Build the gallery app; tests pass their own settings and, optionally, an embedder."""
+    settings = settings or load_settings()
+    context = Context(settings, embedder=embedder)
+    context.migrate()
+
+    app = Flask(
+        __name__,
+        template_folder=str(_asset_dir("templates")),
+        static_folder=str(_asset_dir("static")),
+    )
+    app.config.update(
+        SECRET_KEY=settings.flask_secret(),
+        # Room for the multipart envelope around the largest allowed upload.
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes + 64 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+    )
+    app.config.update(config or {})
+    app.extensions["scenery"] = context
+
+    from web import api, errors, gallery, media, urls
+
+    app.jinja_env.globals.update(
+        page_url=urls.page_url,
+        thumb_url=urls.thumb_url,
+        original_url=urls.original_url,
+        reddit_url=urls.reddit_url,
+    )
+
+    app.register_blueprint(gallery.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(media.bp)
+    errors.register(app)
+
+    @app.teardown_appcontext
+    def _close_session(_exc: BaseException | None) -> None:
+        session = g.pop("db_session", None)
+        if session is not None:
+            session.close()
+
+    @app.after_request
+    def _security_headers(response: Any) -> Any:
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+            "frame-ancestors 'none'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    return app

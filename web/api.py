@@ -1,0 +1,110 @@
+"""The JSON API: listing, image details, text/image search and similar images."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask import Blueprint, request
+
+from scenery.library import count_published, get_image, published_page
+from scenery.models import Image, isoformat
+from scenery.search import Hit, search_image, search_text, similar_images
+from web.services import BadRequest, context, db, int_arg, uploaded_image
+from web.urls import original_url, page_url, reddit_url, thumb_url
+
+bp = Blueprint("api", __name__)
+
+
+def image_json(image: Image) -> dict[str, Any]:
+    """The public fields of a published image."""
+    source: dict[str, Any] = {"kind": image.source}
+    if image.source == "reddit":
+        source.update(
+            subreddit=image.reddit_subreddit,
+            post_id=image.reddit_post_id,
+            author=image.reddit_author,
+            title=image.reddit_title,
+            url=reddit_url(image),
+            created_at=isoformat(image.reddit_created_at),
+        )
+    return {
+        "id": image.id,
+        "title": image.display_title,
+        "url": original_url(image, external=True),
+        "thumb_url": thumb_url(image, 400, external=True),
+        "large_url": thumb_url(image, 1600, external=True),
+        "page_url": page_url(image, external=True),
+        "width": image.width,
+        "height": image.height,
+        "format": image.format,
+        "bytes": image.bytes,
+        "published_at": isoformat(image.published_at),
+        "source": source,
+    }
+
+
+def hits_json(hits: list[Hit]) -> list[dict[str, Any]]:
+    return [{**image_json(hit.image), "score": round(hit.score, 6)} for hit in hits]
+
+
+def _k() -> int:
+    settings = context().settings
+    return int_arg("k", settings.search_k, 1, settings.max_k)
+
+
+@bp.get("/api/images")
+def list_images() -> dict[str, Any]:
+    settings = context().settings
+    page = int_arg("page", 1, 1, 1_000_000)
+    per_page = int_arg("per_page", settings.page_size, 1, settings.max_k)
+    images, total = published_page(db(), page, per_page)
+    return {
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+        "pages": max(1, math.ceil(total / per_page)),
+        "images": [image_json(image) for image in images],
+    }
+
+
+@bp.get("/api/images/<int:image_id>")
+def show_image(image_id: int) -> dict[str, Any]:
+    return image_json(get_image(db(), image_id))
+
+
+@bp.get("/api/images/<int:image_id>/similar")
+def similar(image_id: int) -> dict[str, Any]:
+    """Nearest published images; the image itself is never among the results."""
+    ctx = context()
+    hits = similar_images(db(), ctx.index, image_id, _k(), ctx.settings.index_ef_search)
+    return {"image_id": image_id, "results": hits_json(hits)}
+
+
+@bp.get("/api/search")
+def search() -> dict[str, Any]:
+    ctx = context()
+    query = request.args.get("q", "").strip()
+    if not query:
+        raise BadRequest("q is required")
+    if len(query) > 300:
+        raise BadRequest("q is longer than 300 characters")
+    k = _k()
+    hits = search_text(db(), ctx.index, ctx.embedder, query, k, ctx.settings.index_text_ef)
+    return {"query": query, "k": k, "results": hits_json(hits)}
+
+
+@bp.post("/api/search/image")
+def search_by_image() -> dict[str, Any]:
+    ctx = context()
+    decoded = uploaded_image()
+    k = _k()
+    hits = search_image(
+        db(), ctx.index, ctx.embedder, decoded.image, k, ctx.settings.index_ef_search
+    )
+    return {"k": k, "results": hits_json(hits)}
+
+
+@bp.get("/healthz")
+def healthz() -> dict[str, Any]:
+    return {"status": "ok", "images": count_published(db())}

@@ -1,0 +1,59 @@
+"""One place that turns errors into pages that look like the site, or JSON under /api."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from scenery.errors import ImageRejected, ModelLoadError, NotFound
+from web.services import BadRequest
+
+log = logging.getLogger(__name__)
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/healthz"
+
+
+def _respond(status: int, title: str, message: str) -> tuple[Any, int]:
+    if _wants_json():
+        return {"error": title, "message": message, "status": status}, status
+    return render_template("error.html", status=status, title=title, message=message), status
+
+
+def register(app: Flask) -> None:
+    """Install the error handlers."""
+
+    @app.errorhandler(NotFound)
+    def _not_found(exc: NotFound) -> tuple[Any, int]:
+        return _respond(404, "Not found", "There is no such image here.")
+
+    @app.errorhandler(BadRequest)
+    def _bad_request(exc: BadRequest) -> tuple[Any, int]:
+        return _respond(400, "Bad request", str(exc))
+
+    @app.errorhandler(ImageRejected)
+    def _rejected(exc: ImageRejected) -> tuple[Any, int]:
+        return _respond(400, "Unusable image", f"That file cannot be used: {exc.reason}.")
+
+    @app.errorhandler(ModelLoadError)
+    def _model(exc: ModelLoadError) -> tuple[Any, int]:
+        log.error("search model unavailable: %s", exc)
+        return _respond(503, "Search unavailable", str(exc))
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> tuple[Any, int]:
+        messages = {
+            404: "There is nothing at this address.",
+            413: "That upload is larger than this gallery accepts.",
+        }
+        status = exc.code or 500
+        return _respond(status, exc.name, messages.get(status, exc.description or exc.name))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Any, int]:
+        log.exception("unhandled error on %s", request.path)
+        return _respond(500, "Something went wrong", "The error has been logged.")

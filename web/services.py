@@ -1,0 +1,51 @@
+"""Request-scoped access to the process context: one database session per request."""
+
+from __future__ import annotations
+
+from flask import current_app, g, request
+from sqlalchemy.orm import Session
+
+from scenery.context import Context
+from scenery.errors import SceneryError
+from scenery.imaging import Decoded, decode
+
+
+class BadRequest(SceneryError):
+    """The request's parameters are invalid."""
+
+
+def context() -> Context:
+    return current_app.extensions["scenery"]  # type: ignore[no-any-return]
+
+
+def db() -> Session:
+    """The request's session, opened on first use and closed at teardown."""
+    if "db_session" not in g:
+        g.db_session = context().sessions()
+    return g.db_session  # type: ignore[no-any-return]
+
+
+def int_arg(name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high], or BadRequest."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be an integer") from exc
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}")
+    return value
+
+
+def uploaded_image() -> Decoded:
+    """The image sent as multipart field ``image``, size-checked and decoded."""
+    settings = context().settings
+    upload = request.files.get("image")
+    if upload is None or not upload.filename:
+        raise BadRequest("send an image file as the multipart form field 'image'")
+    data = upload.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise BadRequest(f"the image is larger than {settings.max_upload_bytes:,} bytes")
+    return decode(data, settings.max_image_pixels)
