@@ -119,6 +119,7 @@ class World:
     N_SUPER = 24
     N_CLUSTERS = 384
     RANK = 24
+    SPECTRUM_DECAY = 1.0
     MEAN_VAR = 0.30
     SUPER_VAR = 0.10
     CENTRE_VAR = 0.25
@@ -138,7 +139,7 @@ def make_world(dim: int, rng: np.random.Generator) -> World:
     parent = rng.integers(0, World.N_SUPER, World.N_CLUSTERS)
     weights = rng.lognormal(0.0, 1.0, World.N_CLUSTERS)
     bases = rng.standard_normal((World.N_CLUSTERS, dim, World.RANK)) / np.sqrt(dim)
-    spectrum = np.arange(1, World.RANK + 1) ** -0.5
+    spectrum = np.arange(1, World.RANK + 1) ** (-World.SPECTRUM_DECAY / 2)
     return World(
         mean=mean,
         gap=gap,

@@ -59,12 +59,15 @@ def _register_builtin_configs() -> None:
             open_clip.add_model_config(path)
 
 
+def _looks_like_path(pretrained: str) -> bool:
+    return "/" in pretrained or pretrained.endswith((".bin", ".pt", ".pth", ".safetensors"))
+
+
 def model_space_name(model: str, pretrained: str) -> str:
     """The name under which embeddings of this model and weights are stored."""
-    if model == TINY_TEST_MODEL:
-        return TINY_TEST_MODEL
-    tag = Path(pretrained).name if ("/" in pretrained or Path(pretrained).exists()) else pretrained
-    return f"{model}/{tag}"
+    if _looks_like_path(pretrained):
+        return f"{model}/{Path(pretrained).name}"
+    return TINY_TEST_MODEL if model == TINY_TEST_MODEL else f"{model}/{pretrained}"
 
 
 class OpenClipEmbedder:
@@ -135,11 +138,16 @@ class OpenClipEmbedder:
         if self.threads:
             torch.set_num_threads(self.threads)
         device = self._resolve_device(torch)
-        if self.model_name == TINY_TEST_MODEL:
+        local = _looks_like_path(self.pretrained)
+        if local and not Path(self.pretrained).expanduser().is_file():
+            raise ModelLoadError(
+                f"SCENERY_CLIP_PRETRAINED={self.pretrained} is not a file; point it at an "
+                "open_clip checkpoint (.safetensors, .bin or .pt)"
+            )
+        pretrained: str | None = str(Path(self.pretrained).expanduser()) if local else self.pretrained
+        if self.model_name == TINY_TEST_MODEL and not local:
             torch.manual_seed(TINY_TEST_SEED)  # random weights, the same in every process
             pretrained = None
-        else:
-            pretrained = self.pretrained
         log.info("loading CLIP model %s (%s) on %s", self.model_name, pretrained, device)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(

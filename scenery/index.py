@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -125,6 +126,8 @@ class VectorIndex:
             self._index.save_index(str(directory / "hnsw.bin"))
             np.save(directory / "ids.npy", np.fromiter(sorted(self._live), np.int64))
             np.save(directory / "deleted.npy", np.fromiter(sorted(self._deleted), np.int64))
+            params = {"dim": self.dim, "m": self.m, "ef_construction": self.ef_construction}
+            (directory / "params.json").write_text(json.dumps(params))
 
     @classmethod
     def load(
@@ -134,13 +137,15 @@ class VectorIndex:
         index = cls(dim, m=m, ef_construction=ef_construction)
         graph = hnswlib.Index(space="ip", dim=dim)
         try:
+            # hnswlib trusts the dim it is given, so check it before reading the graph.
+            stored_dim = json.loads((directory / "params.json").read_text())["dim"]
+            if stored_dim != dim:
+                raise IndexMismatch(f"index at {directory} has dim {stored_dim}, expected {dim}")
             graph.load_index(str(directory / "hnsw.bin"))
             live = np.load(directory / "ids.npy")
             deleted = np.load(directory / "deleted.npy")
-        except (OSError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
             raise IndexMismatch(f"cannot read index at {directory}: {exc}") from exc
-        if graph.dim != dim:
-            raise IndexMismatch(f"index at {directory} has dim {graph.dim}, expected {dim}")
         graph.set_num_threads(1)
         index._index = graph
         index._live = {int(i) for i in live}

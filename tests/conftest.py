@@ -1,0 +1,105 @@
+"""Shared fixtures: settings on a temporary data dir, over SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from scenery.config import Settings
+from scenery.context import Context
+from scenery.embed import OpenClipEmbedder
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTOS = REPO.parent / "shared" / "data" / "photos"
+PG_URL = os.environ.get("SCENERY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[Path]:
+    """The real photographs shipped beside the repo (15 JPEGs)."""
+    found = sorted(PHOTOS.glob("*.jpg"))
+    if not found:
+        pytest.fail(f"sample photos missing: expected JPEGs in {PHOTOS}")
+    return found
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path, photos: list[Path]) -> Path:
+    """A writable copy of the sample photos."""
+    target = tmp_path / "photos"
+    target.mkdir()
+    for photo in photos:
+        shutil.copy(photo, target / photo.name)
+    return target
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    engine = create_engine(PG_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pytest.fail(f"PostgreSQL is not reachable at {PG_URL}: {exc} (.ci/run starts it)")
+    finally:
+        engine.dispose()
+    return PG_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a private schema on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'scenery.db'}"
+        return
+    admin_url = request.getfixturevalue("pg_admin_url")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in admin_url else "?"
+    yield f"{admin_url}{sep}options={quote(f'-csearch_path={schema}')}"
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        clip_model="tiny-test",
+        clip_batch_size=8,
+        index_refresh_seconds=0,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder() -> OpenClipEmbedder:
+    """The built-in tiny open_clip model (random weights from a fixed seed), loaded once."""
+    embedder = OpenClipEmbedder("tiny-test", "none", batch_size=8)
+    embedder.load()
+    return embedder
+
+
+@pytest.fixture
+def ctx(settings: Settings, tiny_embedder: OpenClipEmbedder) -> Iterator[Context]:
+    context = Context(settings, embedder=tiny_embedder)
+    context.migrate()
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,1 @@
+"""Test doubles at clear boundaries (an embedder, later a fake Reddit server)."""

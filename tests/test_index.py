@@ -1,0 +1,97 @@
+"""VectorIndex: exact hits first, removal at once, growth, persistence, compaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scenery.errors import IndexMismatch
+from scenery.index import MIN_CAPACITY, VectorIndex
+
+
+def clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, dim))
+    points = centres[rng.integers(0, 20, n)] + 0.4 * rng.normal(size=(n, dim))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+def exact_top(vectors: np.ndarray, query: np.ndarray, k: int) -> list[int]:
+    return list(np.argsort(-(vectors @ query))[:k])
+
+
+def test_query_returns_the_exact_match_first_with_cosine_scores() -> None:
+    vectors = clustered(500)
+    index = VectorIndex(32)
+    index.add(list(range(500)), vectors)
+    ids, scores = index.query(vectors[42], k=10)
+    assert ids[0] == 42 and scores[0] == pytest.approx(1.0, abs=1e-5)
+    assert list(scores) == sorted(scores, reverse=True)
+    expected = vectors[ids] @ vectors[42]
+    assert np.allclose(scores, expected, atol=1e-5)
+    assert set(ids) == set(exact_top(vectors, vectors[42], 10))
+
+
+def test_removed_ids_vanish_at_once_and_can_come_back() -> None:
+    vectors = clustered(100)
+    index = VectorIndex(32)
+    index.add(list(range(100)), vectors)
+    index.remove([7])
+    assert 7 not in index and len(index) == 99
+    assert 7 not in index.query(vectors[7], k=20)[0]
+    index.add([7], vectors[7:8])
+    assert index.query(vectors[7], k=1)[0][0] == 7
+
+
+def test_capacity_grows_automatically() -> None:
+    index = VectorIndex(32)
+    vectors = clustered(MIN_CAPACITY * 3)
+    for start in range(0, len(vectors), 500):
+        chunk = vectors[start : start + 500]
+        index.add(list(range(start, start + len(chunk))), chunk)
+    assert len(index) == MIN_CAPACITY * 3
+    assert index.capacity >= MIN_CAPACITY * 3
+
+
+def test_k_larger_than_the_index_returns_everything() -> None:
+    index = VectorIndex(32)
+    index.add([1, 2, 3], clustered(3))
+    ids, _ = index.query(clustered(1, seed=9)[0], k=50)
+    assert sorted(ids) == [1, 2, 3]
+    assert len(VectorIndex(32).query(clustered(1)[0], k=5)[0]) == 0
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    vectors = clustered(300)
+    index = VectorIndex(32)
+    index.add(list(range(300)), vectors)
+    index.remove([5, 6])
+    index.save(tmp_path / "snap")
+    loaded = VectorIndex.load(tmp_path / "snap", 32)
+    assert loaded.ids == index.ids
+    assert 5 not in loaded.query(vectors[5], k=10)[0]
+    assert list(loaded.query(vectors[9], k=5)[0]) == list(index.query(vectors[9], k=5)[0])
+
+
+def test_load_refuses_another_dimension(tmp_path: Path) -> None:
+    index = VectorIndex(32)
+    index.add([1], clustered(1))
+    index.save(tmp_path / "snap")
+    with pytest.raises(IndexMismatch):
+        VectorIndex.load(tmp_path / "snap", 64)
+
+
+def test_heavy_deletion_compacts_and_keeps_results_right() -> None:
+    vectors = clustered(3000)
+    index = VectorIndex(32)
+    index.add(list(range(3000)), vectors)
+    index.remove(range(0, 2500))
+    assert len(index) == 500
+    survivors = vectors[2500:]
+    for probe in (2600, 2999):
+        top = index.query(vectors[probe], k=5)[0]
+        assert top[0] == probe
+        assert all(i >= 2500 for i in top)
+    assert set(index.query(survivors[0], k=500)[0]) == set(range(2500, 3000))
