@@ -236,6 +236,9 @@ class SyncedIndex:
     def __len__(self) -> int:
         return len(self.index)
 
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self.index
+
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):

@@ -1,0 +1,29 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scenery.context import Context
+from scenery.importer import Importer
+from tests.fakes.embedders import solid
+
+PALETTE = {
+    "red": (220, 20, 20),
+    "green": (20, 200, 30),
+    "blue": (20, 30, 210),
+    "yellow": (230, 220, 30),
+}
+
+
+def import_colours(ctx: Context, folder: Path, colours: dict[str, tuple[int, int, int]]) -> dict[str, int]:
+    """Write one solid-colour PNG per name, import them, and return their image ids by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, rgb in colours.items():
+        path = folder / f"{name}.png"
+        solid(rgb, (96, 64)).save(path)
+        files.append(path)
+    report = Importer(ctx).run(files)
+    assert not report.failed, report.failed
+    return {path.stem: image_id for path, image_id in report.imported}

@@ -1,0 +1,77 @@
+"""Search ranks published images by similarity and never shows unpublished ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scenery.config import Settings
+from scenery.context import Context
+from scenery.db import transaction
+from scenery.errors import NotFound
+from scenery.library import get_image, set_status
+from scenery.models import ImageStatus
+from scenery.search import search_image, search_text, similar_images
+from tests.fakes.embedders import ColourEmbedder, solid
+from tests.helpers import PALETTE, import_colours
+
+
+@pytest.fixture
+def gallery(settings: Settings, tmp_path: Path) -> Iterator[tuple[Context, dict[str, int]]]:
+    context = Context(settings, embedder=ColourEmbedder())
+    context.migrate()
+    yield context, import_colours(context, tmp_path / "colours", PALETTE)
+    context.close()
+
+
+def test_text_search_ranks_the_named_colour_first(gallery: tuple[Context, dict[str, int]]) -> None:
+    ctx, ids = gallery
+    with ctx.sessions() as session:
+        hits = search_text(session, ctx.index, ctx.embedder, "something red", k=4, ef=64)
+    assert hits[0].image.id == ids["red"]
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert len(hits) == 4
+
+
+def test_image_search_finds_the_same_picture_first(gallery: tuple[Context, dict[str, int]]) -> None:
+    ctx, ids = gallery
+    with ctx.sessions() as session:
+        hits = search_image(session, ctx.index, ctx.embedder, solid((25, 190, 35)), k=2, ef=64)
+    assert hits[0].image.id == ids["green"]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_similar_excludes_the_image_itself(gallery: tuple[Context, dict[str, int]]) -> None:
+    ctx, ids = gallery
+    with ctx.sessions() as session:
+        hits = similar_images(session, ctx.index, ids["yellow"], k=10, ef=64)
+    assert ids["yellow"] not in [h.image.id for h in hits]
+    assert len(hits) == 3
+    # yellow = red + green: its nearest neighbours are those two, not blue
+    assert {h.image.id for h in hits[:2]} == {ids["red"], ids["green"]}
+
+
+def test_similar_of_unpublished_image_is_not_found(gallery: tuple[Context, dict[str, int]]) -> None:
+    ctx, ids = gallery
+    with transaction(ctx.sessions) as session:
+        set_status(session, get_image(session, ids["red"]), ImageStatus.REJECTED)
+    with ctx.sessions() as session, pytest.raises(NotFound):
+        similar_images(session, ctx.index, ids["red"], k=3, ef=64)
+
+
+def test_unpublished_image_vanishes_even_before_the_index_refreshes(
+    gallery: tuple[Context, dict[str, int]], settings: Settings
+) -> None:
+    ctx, ids = gallery
+    # A server whose index refreshes only hourly still must not show a deleted image.
+    server = Context(settings.model_copy(update={"index_refresh_seconds": 3600}), ColourEmbedder())
+    assert len(server.index) == 4
+    with transaction(ctx.sessions) as session:
+        set_status(session, get_image(session, ids["red"]), ImageStatus.DELETED)
+    with server.sessions() as session:
+        hits = search_text(session, server.index, server.embedder, "red", k=4, ef=64)
+    assert ids["red"] not in [h.image.id for h in hits]
+    assert len(hits) == 3
+    server.close()
