@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     max_k: int = Field(default=200, ge=1)
 
     secret_key: str | None = None
+    # Load the model and open the index in the background when the web app starts, so the
+    # first search does not wait for them.
+    warm_up: bool = True
 
     @field_validator("clip_device")
     @classmethod

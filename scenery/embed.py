@@ -5,6 +5,8 @@ torch and open_clip are imported inside functions so that the CLI and the web ap
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -59,6 +61,22 @@ def _register_builtin_configs() -> None:
             open_clip.add_model_config(path)
 
 
+def _model_config(model: str) -> dict[str, Any] | None:
+    """An open_clip model config: ours, or from open_clip's bundled JSON files (no import)."""
+    spec = importlib.util.find_spec("open_clip")
+    folders = [CONFIG_DIR]
+    if spec and spec.submodule_search_locations:
+        folders += [Path(p) / "model_configs" for p in spec.submodule_search_locations]
+    for folder in folders:
+        path = folder / f"{model}.json"
+        if path.is_file():
+            return json.loads(path.read_text())  # type: ignore[no-any-return]
+    import open_clip  # configs registered some other way
+
+    _register_builtin_configs()
+    return open_clip.get_model_config(model)  # type: ignore[no-any-return]
+
+
 def _looks_like_path(pretrained: str) -> bool:
     return "/" in pretrained or pretrained.endswith((".bin", ".pt", ".pth", ".safetensors"))
 
@@ -108,10 +126,8 @@ class OpenClipEmbedder:
 
     @property
     def dim(self) -> int:
-        import open_clip
-
-        _register_builtin_configs()
-        config = open_clip.get_model_config(self.model_name)
+        """The embedding width, read from the model config without importing torch."""
+        config = _model_config(self.model_name)
         if config is None:
             raise ModelLoadError(self._unknown_model_message())
         return int(config["embed_dim"])

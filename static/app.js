@@ -21,6 +21,9 @@ function infiniteScroll() {
       history.replaceState(null, "", next.href);
     } finally {
       loading = false;
+      // Observe afresh: if the pager is still in view, the callback runs again at once.
+      observer.unobserve(pager);
+      observer.observe(pager);
     }
   }, { rootMargin: "800px" });
   observer.observe(pager);

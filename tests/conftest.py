@@ -80,6 +80,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         clip_model="tiny-test",
         clip_batch_size=8,
         index_refresh_seconds=0,
+        warm_up=False,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from scenery.context import Context
 from scenery.embed import Embedder
 
 HERE = Path(__file__).parent
+log = logging.getLogger(__name__)
 
 
 def _asset_dir(name: str) -> Path:
@@ -79,4 +82,15 @@ def create_app(
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
+    if settings.warm_up:
+        threading.Thread(target=_warm_up, args=(context,), name="warm-up", daemon=True).start()
     return app
+
+
+def _warm_up(context: Context) -> None:
+    """Load the embedder and open the index; failures surface later, on the first search."""
+    try:
+        context.embedder.encode_text(["warm up"])
+        context.index.refresh(force=True)
+    except Exception:  # the search views report the same error properly
+        log.warning("warm-up failed; search will retry on first use", exc_info=True)

@@ -1,0 +1,69 @@
+"""Real processes: a gunicorn server sees images that a separate import process publishes."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from scenery.config import Settings
+from tests.live import running_server, scenery
+
+pytestmark = pytest.mark.slow
+
+
+def test_running_server_picks_up_a_separate_import(
+    settings: Settings, photo_dir: Path, tmp_path: Path
+) -> None:
+    later = tmp_path / "later"
+    later.mkdir()
+    shutil.move(photo_dir / "wine.jpg", later / "wine.jpg")
+    first = scenery(settings, "import", str(photo_dir))
+    assert first.returncode == 0, first.stderr
+    assert "imported 14" in first.stdout
+
+    with running_server(settings, "--prod", "--workers", "2") as base:
+        # The first search may wait for the model to finish loading.
+        body = httpx.get(f"{base}/api/search", params={"q": "mountain", "k": 50}, timeout=60).json()
+        scores = [r["score"] for r in body["results"]]
+        assert len(scores) == 14 and scores == sorted(scores, reverse=True)
+        before = {r["id"] for r in body["results"]}
+
+        second = scenery(settings, "import", str(later))
+        assert second.returncode == 0 and "imported 1" in second.stdout, second.stderr
+        published = time.monotonic()
+        new_ids: set[int] = set()
+        while time.monotonic() - published < 10 and not new_ids:
+            # Both gunicorn workers must see it: ask several times.
+            seen = [
+                {r["id"] for r in httpx.get(f"{base}/api/search?q=mountain&k=50").json()["results"]}
+                for _ in range(4)
+            ]
+            if all(len(s) == 15 for s in seen):
+                new_ids = seen[0] - before
+            else:
+                time.sleep(0.25)
+        assert len(new_ids) == 1, "the new image did not reach every worker within 10 s"
+        [new_id] = new_ids
+        assert httpx.get(f"{base}/api/images/{new_id}").json()["title"] == "wine.jpg"
+
+        gone = scenery(settings, "delete", str(new_id))
+        assert gone.returncode == 0, gone.stderr
+        # Deletion takes effect at once: the database filter applies before the index refreshes.
+        for _ in range(4):
+            ids = {r["id"] for r in httpx.get(f"{base}/api/search?q=mountain&k=50").json()["results"]}
+            assert new_id not in ids
+        assert httpx.get(f"{base}/api/images/{new_id}").status_code == 404
+
+
+def test_development_server_serves_pages(settings: Settings, photo_dir: Path) -> None:
+    if "postgresql" in settings.db_url:
+        pytest.skip("the development server is exercised once; gunicorn runs on both databases")
+    assert scenery(settings, "import", str(photo_dir / "flow.jpg")).returncode == 0
+    with running_server(settings) as base:
+        home = httpx.get(base + "/")
+        assert home.status_code == 200 and "1 photo" in home.text
+        assert httpx.get(base + "/static/style.css").status_code == 200
