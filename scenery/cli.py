@@ -66,7 +66,9 @@ def main(click_ctx: click.Context, verbose: bool) -> None:
     except SceneryError as exc:
         raise click.ClickException(str(exc)) from exc
     click_ctx.obj = {"settings": settings}
-    click_ctx.call_on_close(lambda: click_ctx.obj.get("context") and click_ctx.obj["context"].close())
+    click_ctx.call_on_close(
+        lambda: click_ctx.obj.get("context") and click_ctx.obj["context"].close()
+    )
 
 
 @main.command()
@@ -91,9 +93,7 @@ def import_(obj: dict[str, Any], paths: tuple[Path, ...], no_publish: bool) -> N
     started = time.perf_counter()
     with _progress() as progress:
         task = progress.add_task("importing", total=len(files))
-        importer = Importer(
-            ctx, publish=not no_publish, on_file=lambda _p: progress.advance(task)
-        )
+        importer = Importer(ctx, publish=not no_publish, on_file=lambda _p: progress.advance(task))
         report = importer.run(files)
     elapsed = time.perf_counter() - started
     for path, reason in report.failed:
@@ -156,7 +156,9 @@ def _status_command(name: str, status: ImageStatus, help_text: str) -> None:
 
 
 _status_command("publish", ImageStatus.PUBLISHED, "Publish images by id.")
-_status_command("unpublish", ImageStatus.QUEUED, "Take images out of the gallery (back to the queue).")
+_status_command(
+    "unpublish", ImageStatus.QUEUED, "Take images out of the gallery (back to the queue)."
+)
 _status_command("delete", ImageStatus.DELETED, "Mark images deleted: gone from gallery and search.")
 
 

@@ -1,4 +1,4 @@
-"""Settings: one typed object built from ``SCENERY_*`` environment variables and an optional TOML file."""
+"""Settings: one typed object from ``SCENERY_*`` environment variables and an optional TOML file."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SCENERY_", extra="ignore", frozen=True)
 
-    config_file: Path | None = Field(default=None, description="Optional TOML file (SCENERY_CONFIG_FILE).")
+    config_file: Path | None = Field(
+        default=None, description="Optional TOML file (SCENERY_CONFIG_FILE)."
+    )
     data_dir: Path = Path("data")
     database_url: str | None = None
 
@@ -41,7 +43,7 @@ class Settings(BaseSettings):
     index_ef_search: int = Field(default=64, ge=8)
     # Text queries sit far from every image embedding, where HNSW graphs need a much wider
     # beam to keep recall (see bench/search.py); they get their own ef.
-    index_text_ef: int = Field(default=512, ge=8)
+    index_text_ef: int = Field(default=1024, ge=8)
     index_refresh_seconds: float = Field(default=2.0, ge=0)
 
     max_image_pixels: int = Field(default=100_000_000, ge=1)

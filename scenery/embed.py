@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 TINY_TEST_MODEL = "tiny-test"
 CONFIG_DIR = Path(__file__).parent / "clip_configs"
 TINY_TEST_SEED = 20240601
+RANDOM_WEIGHTS = frozenset({"", "none", "random"})  # for benchmarks: no weights at all
 
 
 @runtime_checkable
@@ -160,8 +161,10 @@ class OpenClipEmbedder:
                 f"SCENERY_CLIP_PRETRAINED={self.pretrained} is not a file; point it at an "
                 "open_clip checkpoint (.safetensors, .bin or .pt)"
             )
-        pretrained: str | None = str(Path(self.pretrained).expanduser()) if local else self.pretrained
-        if self.model_name == TINY_TEST_MODEL and not local:
+        pretrained: str | None = (
+            str(Path(self.pretrained).expanduser()) if local else self.pretrained
+        )
+        if pretrained in RANDOM_WEIGHTS or (self.model_name == TINY_TEST_MODEL and not local):
             torch.manual_seed(TINY_TEST_SEED)  # random weights, the same in every process
             pretrained = None
         log.info("loading CLIP model %s (%s) on %s", self.model_name, pretrained, device)

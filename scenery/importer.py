@@ -147,8 +147,15 @@ class Importer:
         relpath = self.ctx.storage.save_original(sha, decoded.extension, data)
         self.ctx.storage.save_thumbnails(sha, thumbs)
         return _Prepared(
-            path, sha, len(data), relpath, decoded.width, decoded.height, decoded.format,
-            perceptual_hash(small), small,
+            path,
+            sha,
+            len(data),
+            relpath,
+            decoded.width,
+            decoded.height,
+            decoded.format,
+            perceptual_hash(small),
+            small,
         )
 
     def _store(
@@ -180,9 +187,16 @@ class Importer:
             images = []
             for item, vector in zip(prepared, vectors, strict=True):
                 image = Image(
-                    sha256=item.sha256, path=item.relpath, width=item.width, height=item.height,
-                    bytes=item.size, format=item.format, phash=item.phash, source="local",
-                    source_name=item.path.name, curation={},
+                    sha256=item.sha256,
+                    path=item.relpath,
+                    width=item.width,
+                    height=item.height,
+                    bytes=item.size,
+                    format=item.format,
+                    phash=item.phash,
+                    source="local",
+                    source_name=item.path.name,
+                    curation={},
                 )
                 session.add(image)
                 set_status(session, image, status)

@@ -198,7 +198,9 @@ class SyncedIndex:
             for ids, vectors in self._published_vectors(session, touched):
                 fresh = np.array([i not in self.index for i in ids], dtype=bool)
                 if fresh.any():
-                    self.index.add([i for i, f in zip(ids, fresh, strict=True) if f], vectors[fresh])
+                    self.index.add(
+                        [i for i, f in zip(ids, fresh, strict=True) if f], vectors[fresh]
+                    )
                     added += int(fresh.sum())
                 present.update(ids)
         gone = [i for i in touched - present if i in self.index]

@@ -16,7 +16,9 @@ PALETTE = {
 }
 
 
-def import_colours(ctx: Context, folder: Path, colours: dict[str, tuple[int, int, int]]) -> dict[str, int]:
+def import_colours(
+    ctx: Context, folder: Path, colours: dict[str, tuple[int, int, int]]
+) -> dict[str, int]:
     """Write one solid-colour PNG per name, import them, and return their image ids by name."""
     folder.mkdir(parents=True, exist_ok=True)
     files = []

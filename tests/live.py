@@ -35,7 +35,9 @@ def scenery_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def scenery(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def scenery(
+    settings: Settings, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the installed ``scenery`` console script as a separate process."""
     return subprocess.run(
         [str(BIN / "scenery"), *args],

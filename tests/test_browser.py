@@ -31,9 +31,7 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture
-def server(
-    settings: Settings, photo_dir: Path, tiny_embedder: OpenClipEmbedder
-) -> Iterator[str]:
+def server(settings: Settings, photo_dir: Path, tiny_embedder: OpenClipEmbedder) -> Iterator[str]:
     app = create_app(settings.model_copy(update={"page_size": 6}), embedder=tiny_embedder)
     Importer(app.extensions["scenery"]).run(discover([photo_dir]))
     http = make_server("127.0.0.1", 0, app, threaded=True)
@@ -57,7 +55,9 @@ def page(artifacts: Path):  # type: ignore[no-untyped-def]
         browser.close()
 
 
-def test_browse_search_and_open_an_image(server: str, page, artifacts: Path, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def test_browse_search_and_open_an_image(
+    server: str, page, artifacts: Path, settings: Settings
+) -> None:  # type: ignore[no-untyped-def]
     backend = "pg" if "postgresql" in settings.db_url else "sqlite"
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -81,8 +81,10 @@ def test_browse_search_and_open_an_image(server: str, page, artifacts: Path, set
     page.press("input[name=q]", "Enter")
     page.wait_for_url("**/search?q=snowy+mountain+ridge")
     assert page.input_value("input[name=q]") == "snowy mountain ridge"
-    scores = [float(s) for s in page.locator(".tile .score").evaluate_all(
-        "els => els.map(e => e.dataset.score)")]
+    scores = [
+        float(s)
+        for s in page.locator(".tile .score").evaluate_all("els => els.map(e => e.dataset.score)")
+    ]
     assert len(scores) == 15 and scores == sorted(scores, reverse=True)
     page.screenshot(path=str(artifacts / f"search-{backend}.png"))
 
@@ -95,7 +97,9 @@ def test_browse_search_and_open_an_image(server: str, page, artifacts: Path, set
     assert errors == []
 
 
-def test_search_by_image_upload(server: str, page, artifacts: Path, photos: list[Path], settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def test_search_by_image_upload(
+    server: str, page, artifacts: Path, photos: list[Path], settings: Settings
+) -> None:  # type: ignore[no-untyped-def]
     backend = "pg" if "postgresql" in settings.db_url else "sqlite"
     page.goto(server + "/search/image")
     page.set_input_files("input[name=image]", str(photos[3]))

@@ -46,7 +46,9 @@ def test_toml_file_fills_in_and_environment_wins(
     assert settings.page_size == 30
 
 
-def test_missing_toml_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_toml_file_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("SCENERY_CONFIG_FILE", str(tmp_path / "nope.toml"))
     with pytest.raises(ConfigError, match="not a file"):
         load_settings()

@@ -54,7 +54,9 @@ def test_snapshot_is_loaded_then_caught_up(colour_ctx: Context, tmp_path: Path) 
     current = colour_ctx.settings.index_dir / "fake-colour" / "CURRENT"
     snapshots = sorted(p for p in current.parent.glob("snap-*"))
     older = next(
-        s for s in snapshots if json.loads((s / "meta.json").read_text())["watermark"] == snapshot_watermark
+        s
+        for s in snapshots
+        if json.loads((s / "meta.json").read_text())["watermark"] == snapshot_watermark
     )
     current.write_text(older.name)
     fresh = other_process(colour_ctx.settings)
@@ -87,7 +89,9 @@ def test_refresh_waits_for_its_interval(colour_ctx: Context, tmp_path: Path) -> 
     server.close()
 
 
-def test_unpublished_images_leave_and_republished_return(colour_ctx: Context, tmp_path: Path) -> None:
+def test_unpublished_images_leave_and_republished_return(
+    colour_ctx: Context, tmp_path: Path
+) -> None:
     ids = import_colours(colour_ctx, tmp_path / "a", PALETTE)
     change_status(colour_ctx, ids["blue"], ImageStatus.QUEUED)
     colour_ctx.index.refresh(force=True)
@@ -97,7 +101,9 @@ def test_unpublished_images_leave_and_republished_return(colour_ctx: Context, tm
     assert ids["blue"] in colour_ctx.index
 
 
-def test_late_commit_below_the_watermark_is_not_skipped(colour_ctx: Context, tmp_path: Path) -> None:
+def test_late_commit_below_the_watermark_is_not_skipped(
+    colour_ctx: Context, tmp_path: Path
+) -> None:
     """PostgreSQL hands out ids before commit: an event can appear below the watermark."""
     ids = import_colours(colour_ctx, tmp_path / "a", {"red": PALETTE["red"]})
     with transaction(colour_ctx.sessions) as session:

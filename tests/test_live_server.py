@@ -54,7 +54,9 @@ def test_running_server_picks_up_a_separate_import(
         assert gone.returncode == 0, gone.stderr
         # Deletion takes effect at once: the database filter applies before the index refreshes.
         for _ in range(4):
-            ids = {r["id"] for r in httpx.get(f"{base}/api/search?q=mountain&k=50").json()["results"]}
+            ids = {
+                r["id"] for r in httpx.get(f"{base}/api/search?q=mountain&k=50").json()["results"]
+            }
             assert new_id not in ids
         assert httpx.get(f"{base}/api/images/{new_id}").status_code == 404
 

@@ -61,7 +61,9 @@ def test_refuses_unknown_extensions_and_sizes(tmp_path: Path) -> None:
 def test_thumbnails_are_webp_and_removable(tmp_path: Path) -> None:
     storage = Storage(tmp_path)
     storage.save_original(SHA, "png", b"x")
-    storage.save_thumbnails(SHA, {400: Image.new("RGB", (400, 300)), 1600: Image.new("RGB", (8, 6))})
+    storage.save_thumbnails(
+        SHA, {400: Image.new("RGB", (400, 300)), 1600: Image.new("RGB", (8, 6))}
+    )
     assert storage.has_files(SHA, "png")
     assert Image.open(storage.thumb_path(SHA, 400)).format == "WEBP"
     storage.remove(SHA, "png")

@@ -100,7 +100,9 @@ def test_api_search_returns_scored_results_in_order(client: FlaskClient, app: Fl
     assert results[0]["thumb_url"].endswith(".webp") and results[0]["width"] == 96
 
 
-@pytest.mark.parametrize("query", ["", "q=", "q=x&k=0", "q=x&k=abc", "q=x&k=100000", "q=" + "a" * 301])
+@pytest.mark.parametrize(
+    "query", ["", "q=", "q=x&k=0", "q=x&k=abc", "q=x&k=100000", "q=" + "a" * 301]
+)
 def test_api_search_rejects_bad_parameters(client: FlaskClient, query: str) -> None:
     response = client.get(f"/api/search?{query}")
     assert response.status_code == 400
@@ -138,7 +140,9 @@ def test_image_search_page_shows_matches(client: FlaskClient, app: Flask) -> Non
 
 
 def test_image_search_refuses_bad_uploads(client: FlaskClient) -> None:
-    text = client.post("/api/search/image", data={"image": (io.BytesIO(badfiles.text_file()), "a.jpg")})
+    text = client.post(
+        "/api/search/image", data={"image": (io.BytesIO(badfiles.text_file()), "a.jpg")}
+    )
     assert text.status_code == 400 and "not an image" in text.get_json()["message"]
     bomb = client.post(
         "/api/search/image", data={"image": (io.BytesIO(badfiles.decompression_bomb()), "b.png")}
@@ -151,7 +155,9 @@ def test_image_search_refuses_bad_uploads(client: FlaskClient) -> None:
 
 
 def test_upload_size_is_limited(settings: Settings) -> None:
-    app = create_app(settings.model_copy(update={"max_upload_bytes": 1000}), embedder=ColourEmbedder())
+    app = create_app(
+        settings.model_copy(update={"max_upload_bytes": 1000}), embedder=ColourEmbedder()
+    )
     client = app.test_client()
     big = io.BytesIO(b"\xff" * 200_000)
     response = client.post("/api/search/image", data={"image": (big, "big.jpg")})
@@ -171,8 +177,13 @@ def test_media_is_cached_forever_and_traversal_is_refused(client: FlaskClient, a
         assert "max-age=31536000" in response.headers["Cache-Control"]
     webp = client.get(image["thumb_url"])
     assert Image.open(io.BytesIO(webp.data)).format == "WEBP"
-    for bad in ("/media/..%2f..%2fscenery.db", "/media/../scenery.db", "/thumbs/400/abc.webp",
-                "/thumbs/999/" + "a" * 64 + ".webp", "/media/" + "a" * 64 + ".jpg"):
+    for bad in (
+        "/media/..%2f..%2fscenery.db",
+        "/media/../scenery.db",
+        "/thumbs/400/abc.webp",
+        "/thumbs/999/" + "a" * 64 + ".webp",
+        "/media/" + "a" * 64 + ".jpg",
+    ):
         assert client.get(bad).status_code == 404
 
 
@@ -215,7 +226,9 @@ def test_healthz_counts_published_images(client: FlaskClient, app: Flask) -> Non
     with transaction(ctx.sessions) as session:
         set_status(session, get_image(session, ids(app)["red"]), ImageStatus.DELETED)
     assert client.get("/healthz").get_json()["images"] == 3
-    assert ids(app)["red"] not in [r["id"] for r in client.get("/api/search?q=red").get_json()["results"]]
+    assert ids(app)["red"] not in [
+        r["id"] for r in client.get("/api/search?q=red").get_json()["results"]
+    ]
 
 
 def test_search_reports_an_unloadable_model_as_unavailable(settings: Settings) -> None:

@@ -57,7 +57,11 @@ def search_by_image() -> str:
         return render_template("search_image.html", hits=None)
     decoded = uploaded_image()
     hits = search_image(
-        db(), ctx.index, ctx.embedder, decoded.image, ctx.settings.search_k,
+        db(),
+        ctx.index,
+        ctx.embedder,
+        decoded.image,
+        ctx.settings.search_k,
         ctx.settings.index_ef_search,
     )
     return render_template("search_image.html", hits=hits)
