@@ -17,8 +17,12 @@ from pydantic_settings import (
 
 from scenery.errors import ConfigError
 
-THUMB_SIZES = (400, 1600)
-"""Longest edge in pixels of the grid and page thumbnails."""
+GRID_THUMB = 400
+"""Longest edge of grid thumbnails, written at import time (they are embedded too)."""
+PAGE_THUMB = 1600
+"""Longest edge of image-page thumbnails, written on first request (WebP at this size costs
+~100 ms to encode, more than everything else an import does for an image)."""
+THUMB_SIZES = (GRID_THUMB, PAGE_THUMB)
 
 
 class Settings(BaseSettings):

@@ -14,10 +14,11 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy.exc import IntegrityError
 
+from scenery.config import GRID_THUMB
 from scenery.context import Context
 from scenery.db import transaction
 from scenery.errors import ImageRejected
-from scenery.imaging import decode, perceptual_hash, thumbnails
+from scenery.imaging import decode, perceptual_hash, thumbnail
 from scenery.library import add_embedding, find_by_sha, set_status
 from scenery.models import Image, ImageStatus
 
@@ -142,10 +143,9 @@ class Importer:
             decoded = decode(data, self.ctx.settings.max_image_pixels)
         except ImageRejected as exc:
             return exc.reason
-        thumbs = thumbnails(decoded.image)
-        small = thumbs[min(thumbs)]
+        small = thumbnail(decoded.image, GRID_THUMB)
         relpath = self.ctx.storage.save_original(sha, decoded.extension, data)
-        self.ctx.storage.save_thumbnails(sha, thumbs)
+        self.ctx.storage.save_thumbnails(sha, {GRID_THUMB: small})
         return _Prepared(
             path,
             sha,

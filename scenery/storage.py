@@ -11,8 +11,9 @@ from typing import BinaryIO
 
 from PIL import Image as PILImage
 
-from scenery.config import THUMB_SIZES
-from scenery.errors import NotFound
+from scenery.config import GRID_THUMB, THUMB_SIZES
+from scenery.errors import ImageRejected, NotFound
+from scenery.imaging import decode, thumbnail
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 EXTENSIONS = frozenset({"jpg", "png", "webp", "gif", "bmp", "tiff"})
@@ -81,10 +82,29 @@ class Storage:
             )
 
     def has_files(self, sha256: str, ext: str) -> bool:
-        """Whether the original and all thumbnails exist."""
-        paths = [self.original_path(sha256, ext)]
-        paths += [self.thumb_path(sha256, size) for size in THUMB_SIZES]
+        """Whether the original and its grid thumbnail exist (larger ones come on demand)."""
+        paths = [self.original_path(sha256, ext), self.thumb_path(sha256, GRID_THUMB)]
         return all(p.exists() for p in paths)
+
+    def find_original(self, sha256: str) -> Path:
+        """The stored original with this content hash, whatever its extension."""
+        for ext in sorted(EXTENSIONS):
+            path = self.original_path(sha256, ext)
+            if path.exists():
+                return path
+        raise NotFound(f"no original {sha256}")
+
+    def ensure_thumbnail(self, sha256: str, size: int, max_pixels: int) -> Path:
+        """The thumbnail's path, rendering it from the original first if it is missing."""
+        path = self.thumb_path(sha256, size)
+        if not path.exists():
+            original = self.find_original(sha256)
+            try:
+                decoded = decode(original.read_bytes(), max_pixels)
+            except ImageRejected as exc:
+                raise NotFound(f"original {sha256} cannot be decoded: {exc.reason}") from exc
+            self.save_thumbnails(sha256, {size: thumbnail(decoded.image, size)})
+        return path
 
     def remove(self, sha256: str, ext: str) -> None:
         """Delete an original and its thumbnails, if present."""

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from scenery.errors import ImageRejected
-from scenery.imaging import decode, perceptual_hash, thumbnails, to_rgb
+from scenery.imaging import decode, perceptual_hash, thumbnail, to_rgb
 from tests import badfiles
 
 LIMIT = 100_000_000
@@ -125,13 +125,13 @@ def test_large_jpeg_decodes_at_reduced_scale_but_reports_full_size() -> None:
     assert 1600 <= max(decoded.image.size) < 6400
 
 
-def test_thumbnails_keep_aspect_and_sizes(photos: list[Path]) -> None:
+def test_thumbnails_keep_aspect_and_never_upscale(photos: list[Path]) -> None:
     decoded = decode(photos[0].read_bytes(), LIMIT)
-    thumbs = thumbnails(decoded.image)
-    assert sorted(thumbs) == [400, 1600]
-    assert max(thumbs[400].size) == 400
+    small = thumbnail(decoded.image, 400)
+    assert max(small.size) == 400
     ratio = decoded.width / decoded.height
-    assert thumbs[400].size[0] / thumbs[400].size[1] == pytest.approx(ratio, rel=0.01)
+    assert small.size[0] / small.size[1] == pytest.approx(ratio, rel=0.01)
+    assert thumbnail(small, 1600).size == small.size
 
 
 def test_perceptual_hash_survives_recompression_but_separates_photos(photos: list[Path]) -> None:

@@ -187,6 +187,17 @@ def test_media_is_cached_forever_and_traversal_is_refused(client: FlaskClient, a
         assert client.get(bad).status_code == 404
 
 
+def test_page_thumbnail_is_rendered_on_first_request(client: FlaskClient, app: Flask) -> None:
+    image = client.get(f"/api/images/{ids(app)['blue']}").get_json()
+    storage = app.extensions["scenery"].storage
+    sha = image["url"].rsplit("/", 1)[1].split(".")[0]
+    assert not storage.thumb_path(sha, 1600).exists()  # import wrote only the grid size
+    first = client.get(image["large_url"])
+    assert first.status_code == 200 and storage.thumb_path(sha, 1600).exists()
+    assert Image.open(io.BytesIO(first.data)).size == (96, 64)  # never upscaled
+    assert client.get(image["large_url"]).data == first.data
+
+
 def test_not_found_page_looks_like_the_site(client: FlaskClient) -> None:
     response = client.get("/image/424242")
     page = response.get_data(as_text=True)

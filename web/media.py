@@ -32,4 +32,5 @@ def original(sha256: str, ext: str) -> Response:
 
 @bp.get("/thumbs/<int:size>/<string:sha256>.webp")
 def thumbnail(size: int, sha256: str) -> Response:
-    return _send(context().storage.thumb_path, sha256, size)
+    ctx = context()
+    return _send(ctx.storage.ensure_thumbnail, sha256, size, ctx.settings.max_image_pixels)
