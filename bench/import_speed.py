@@ -29,7 +29,7 @@ from scenery.config import (
 )
 from scenery.context import Context
 from scenery.embed import OpenClipEmbedder
-from scenery.imaging import decode, perceptual_hash, thumbnail
+from scenery.imaging import decode, encode_webp, perceptual_hash, thumbnail
 from scenery.importer import Importer, discover
 from scenery.storage import Storage
 
@@ -56,7 +56,8 @@ def stage_times(files: list[Path], embedder: OpenClipEmbedder, scratch: Path) ->
     shas = [hashlib.sha256(d).hexdigest() for d in datas]
     out["write grid WebP"] = per_image(
         lambda: [
-            storage.save_thumbnails(s, {GRID_THUMB: t}) for s, t in zip(shas, smalls, strict=True)
+            storage.save_thumbnail(s, GRID_THUMB, encode_webp(t))
+            for s, t in zip(shas, smalls, strict=True)
         ],
         n,
     )

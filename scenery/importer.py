@@ -18,7 +18,7 @@ from scenery.config import GRID_THUMB
 from scenery.context import Context
 from scenery.db import transaction
 from scenery.errors import ImageRejected
-from scenery.imaging import decode, perceptual_hash, thumbnail
+from scenery.imaging import decode, encode_webp, perceptual_hash, thumbnail
 from scenery.library import add_embedding, find_by_sha, set_status
 from scenery.models import Image, ImageStatus
 
@@ -47,6 +47,9 @@ class _Prepared:
     format: str
     phash: str
     small: PILImage.Image  # the grid thumbnail, embedded in place of the full image
+    data: bytes
+    extension: str
+    small_webp: bytes
 
 
 def discover(paths: Iterable[Path]) -> list[Path]:
@@ -144,18 +147,19 @@ class Importer:
         except ImageRejected as exc:
             return exc.reason
         small = thumbnail(decoded.image, GRID_THUMB)
-        relpath = self.ctx.storage.save_original(sha, decoded.extension, data)
-        self.ctx.storage.save_thumbnails(sha, {GRID_THUMB: small})
         return _Prepared(
-            path,
-            sha,
-            len(data),
-            relpath,
-            decoded.width,
-            decoded.height,
-            decoded.format,
-            perceptual_hash(small),
-            small,
+            path=path,
+            sha256=sha,
+            size=len(data),
+            relpath=self.ctx.storage.original_relpath(sha, decoded.extension),
+            width=decoded.width,
+            height=decoded.height,
+            format=decoded.format,
+            phash=perceptual_hash(small),
+            small=small,
+            data=data,
+            extension=decoded.extension,
+            small_webp=encode_webp(small),
         )
 
     def _store(
@@ -164,6 +168,10 @@ class Importer:
         if not prepared:
             return
         vectors = self.ctx.embedder.encode_images([p.small for p in prepared])
+        # Files go in only now, after the model has worked, and before the rows that name them.
+        for item in prepared:
+            self.ctx.storage.save_original(item.sha256, item.extension, item.data)
+            self.ctx.storage.save_thumbnail(item.sha256, GRID_THUMB, item.small_webp)
         try:
             ids = self._insert(prepared, vectors)
         except IntegrityError:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 LOOKBACK = timedelta(minutes=2)
 CHUNK = 500
 KEEP_SNAPSHOTS = 2
+PRUNE_GRACE_SECONDS = 60.0
 
 
 class SyncedIndex:
@@ -121,12 +122,17 @@ class SyncedIndex:
             return snapshot
 
     def _prune(self, keep: str) -> None:
-        snapshots = sorted(
+        """Delete old snapshots, keeping CURRENT's, the newest other one, and any younger than
+        ``PRUNE_GRACE_SECONDS`` (another process may be about to point CURRENT at it)."""
+        others = sorted(
             (p for p in self.directory.glob("snap-*") if p.is_dir() and p.name != keep),
             key=lambda p: p.stat().st_mtime,
+            reverse=True,
         )
-        for old in snapshots[: max(len(snapshots) - (KEEP_SNAPSHOTS - 1), 0)]:
-            shutil.rmtree(old, ignore_errors=True)
+        cutoff = time.time() - PRUNE_GRACE_SECONDS
+        for old in others[KEEP_SNAPSHOTS - 1 :]:
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
 
     # -- rebuilding and catching up -----------------------------------------------------------
 

@@ -9,11 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from PIL import Image as PILImage
-
 from scenery.config import GRID_THUMB, THUMB_SIZES
 from scenery.errors import ImageRejected, NotFound
-from scenery.imaging import decode, thumbnail
+from scenery.imaging import decode, encode_webp, thumbnail
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 EXTENSIONS = frozenset({"jpg", "png", "webp", "gif", "bmp", "tiff"})
@@ -72,14 +70,9 @@ class Storage:
             atomic_write(path, lambda handle: handle.write(data))
         return relpath
 
-    def save_thumbnails(self, sha256: str, thumbs: dict[int, PILImage.Image]) -> None:
-        """Write thumbnails (size -> RGB image) as WebP."""
-        for size, thumb in thumbs.items():
-            # method=1: encoding at 1600 px costs 2.5x less than the default (4) for ~2% more bytes
-            atomic_write(
-                self.thumb_path(sha256, size),
-                lambda handle, t=thumb: t.save(handle, "WEBP", quality=82, method=1),
-            )
+    def save_thumbnail(self, sha256: str, size: int, webp: bytes) -> None:
+        """Store an encoded WebP thumbnail."""
+        atomic_write(self.thumb_path(sha256, size), lambda handle: handle.write(webp))
 
     def has_files(self, sha256: str, ext: str) -> bool:
         """Whether the original and its grid thumbnail exist (larger ones come on demand)."""
@@ -103,7 +96,7 @@ class Storage:
                 decoded = decode(original.read_bytes(), max_pixels)
             except ImageRejected as exc:
                 raise NotFound(f"original {sha256} cannot be decoded: {exc.reason}") from exc
-            self.save_thumbnails(sha256, {size: thumbnail(decoded.image, size)})
+            self.save_thumbnail(sha256, size, encode_webp(thumbnail(decoded.image, size)))
         return path
 
     def remove(self, sha256: str, ext: str) -> None:

@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from scenery.context import Context
+from scenery.embed import OpenClipEmbedder
+from scenery.errors import ModelLoadError
 from scenery.importer import Importer, discover
 from scenery.models import Embedding, Image, ImageStatus
 from tests import badfiles
@@ -93,3 +95,13 @@ def test_discover_walks_folders_and_skips_hidden_and_foreign_files(tmp_path: Pat
     found = {p.relative_to(tmp_path).as_posix() for p in discover([tmp_path])}
     assert found == {"a.JPG", "b.png", "deep/d.webp"}
     assert discover([tmp_path / "c.txt"]) == [tmp_path / "c.txt"]  # named files are tried anyway
+
+
+def test_unloadable_model_stops_before_any_file_is_written(ctx: Context, photo_dir: Path) -> None:
+    broken = Context(ctx.settings, OpenClipEmbedder("ViT-B-32", "/missing/weights.safetensors"))
+    with pytest.raises(ModelLoadError, match="SCENERY_CLIP_PRETRAINED"):
+        Importer(broken).run(discover([photo_dir]))
+    assert count(ctx) == 0
+    assert [p for p in ctx.settings.root.rglob("*") if p.is_file() and "images" in p.parts] == []
+    assert not any(ctx.settings.thumbs_dir.rglob("*.webp"))
+    broken.close()

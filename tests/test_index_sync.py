@@ -138,8 +138,20 @@ def test_corrupt_snapshot_is_rebuilt(colour_ctx: Context, tmp_path: Path) -> Non
     fresh.close()
 
 
-def test_old_snapshots_are_pruned(colour_ctx: Context, tmp_path: Path) -> None:
+def test_old_snapshots_are_pruned(
+    colour_ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("scenery.index_sync.PRUNE_GRACE_SECONDS", 0.0)
     for n in range(4):
         import_colours(colour_ctx, tmp_path / str(n), {f"c{n}": (n * 60, 10, 10)})
     snapshots = list((colour_ctx.settings.index_dir / "fake-colour").glob("snap-*"))
     assert len(snapshots) == 2
+
+
+def test_fresh_snapshots_of_other_processes_survive_pruning(
+    colour_ctx: Context, tmp_path: Path
+) -> None:
+    for n in range(4):
+        import_colours(colour_ctx, tmp_path / str(n), {f"c{n}": (n * 60, 10, 10)})
+    snapshots = list((colour_ctx.settings.index_dir / "fake-colour").glob("snap-*"))
+    assert len(snapshots) == 4

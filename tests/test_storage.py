@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from scenery.errors import NotFound
+from scenery.imaging import encode_webp
 from scenery.storage import Storage, atomic_write
 
 SHA = hashlib.sha256(b"x").hexdigest()
@@ -61,9 +62,7 @@ def test_refuses_unknown_extensions_and_sizes(tmp_path: Path) -> None:
 def test_thumbnails_are_webp_and_removable(tmp_path: Path) -> None:
     storage = Storage(tmp_path)
     storage.save_original(SHA, "png", b"x")
-    storage.save_thumbnails(
-        SHA, {400: Image.new("RGB", (400, 300)), 1600: Image.new("RGB", (8, 6))}
-    )
+    storage.save_thumbnail(SHA, 400, encode_webp(Image.new("RGB", (400, 300))))
     assert storage.has_files(SHA, "png")
     assert Image.open(storage.thumb_path(SHA, 400)).format == "WEBP"
     storage.remove(SHA, "png")

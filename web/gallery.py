@@ -31,9 +31,12 @@ def home() -> str:
 def image_page(image_id: int) -> str:
     ctx = context()
     image = get_image(db(), image_id)
-    similar = similar_images(
-        db(), ctx.index, image_id, SIMILAR_ON_PAGE, ctx.settings.index_ef_search
-    )
+    try:
+        similar = similar_images(
+            db(), ctx.index, image_id, SIMILAR_ON_PAGE, ctx.settings.index_ef_search
+        )
+    except NotFound:  # no embedding for the current model yet: the page still shows
+        similar = []
     return render_template("image.html", image=image, similar=similar)
 
 
