@@ -59,6 +59,46 @@ class Settings(BaseSettings):
     max_k: int = Field(default=200, ge=1)
 
     secret_key: str | None = None
+
+    # -- Reddit ingest ------------------------------------------------------------------------
+    reddit_base_url: str = "https://www.reddit.com"
+    reddit_oauth_base_url: str = "https://oauth.reddit.com"
+    reddit_client_id: str | None = None  # an app's credentials give higher rate limits
+    reddit_client_secret: str | None = None
+    reddit_username: str = "scenery-gallery"  # named in the User-Agent, as Reddit asks
+    reddit_user_agent: str | None = None  # default: python:scenery:<version> (by /u/<username>)
+    reddit_request_interval: float = Field(default=1.0, ge=0)  # seconds between listing calls
+    reddit_max_tries: int = Field(default=5, ge=1)
+    reddit_timeout: float = Field(default=30.0, gt=0)
+    retry_backoff_base: float = Field(default=1.0, ge=0)  # first retry wait; doubles, jittered
+    retry_backoff_max: float = Field(default=60.0, ge=0)
+    rate_limit_default_wait: float = Field(default=60.0, ge=0)  # on 429 without Retry-After
+    imgur_client_id: str | None = None
+    imgur_api_base_url: str = "https://api.imgur.com"
+    flickr_api_key: str | None = None
+    flickr_api_base_url: str = "https://api.flickr.com"
+    skip_nsfw: bool = True
+    skip_spoilers: bool = True
+
+    # -- safe download ------------------------------------------------------------------------
+    download_max_bytes: int = Field(default=40 * 1024 * 1024, ge=1)
+    download_connect_timeout: float = Field(default=10.0, gt=0)
+    download_read_timeout: float = Field(default=30.0, gt=0)
+    download_concurrency: int = Field(default=4, ge=1)
+    download_max_redirects: int = Field(default=5, ge=0)
+    # Tests only: lets downloads reach 127.0.0.1 and private ranges (never set in production).
+    allow_private_urls: bool = False
+
+    # -- image rules (defaults from the reference Reddit miner) -----------------------------------
+    min_pixels: int = Field(default=1_310_720, ge=1)  # 1280 x 1024
+    max_wide_ratio: float = Field(default=3.0, gt=0)  # width / height
+    max_tall_ratio: float = Field(default=2.0, gt=0)  # height / width
+
+    # -- near-duplicates ------------------------------------------------------------------------
+    phash_max_distance: int = Field(default=48, ge=0)  # of 256 bits; closest distinct pair: 70
+    clip_duplicate_similarity: float = Field(default=0.95, ge=-1, le=1)  # fail at or above
+    clip_duplicate_borderline: float = Field(default=0.90, ge=-1, le=1)  # queue at or above
+    rejected_file_retention_days: int = Field(default=30, ge=0)
     # Load the model and open the index in the background when the web app starts, so the
     # first search does not wait for them.
     warm_up: bool = True
