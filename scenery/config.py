@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     rate_limit_default_wait: float = Field(default=60.0, ge=0)  # on 429 without Retry-After
     imgur_client_id: str | None = None
     imgur_api_base_url: str = "https://api.imgur.com"
+    imgur_image_base_url: str = "https://i.imgur.com"  # where imgur.com/<id> pages' files live
     flickr_api_key: str | None = None
     flickr_api_base_url: str = "https://api.flickr.com"
     skip_nsfw: bool = True
