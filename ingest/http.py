@@ -35,7 +35,7 @@ def make_client(settings: Settings, **kwargs: object) -> httpx.Client:
 
 
 def backoff_delay(attempt: int, settings: Settings, rng: random.Random | None = None) -> float:
-    """Seconds to wait before retry number ``attempt`` (1-based): capped exponential, full jitter."""
+    """Seconds before retry number ``attempt`` (1-based): capped exponential, jittered."""
     ceiling = min(settings.retry_backoff_max, settings.retry_backoff_base * 2 ** (attempt - 1))
     return (rng or random).uniform(ceiling / 2, ceiling)
 
