@@ -18,6 +18,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -85,6 +86,8 @@ class Image(Base):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when a rejected image's files were dropped after the retention period (row kept).
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     embeddings: Mapped[list[Embedding]] = relationship(
         back_populates="image", cascade="all, delete-orphan", passive_deletes=True
@@ -126,3 +129,83 @@ class PublicationEvent(Base):
     image_id: Mapped[int] = mapped_column(Integer, index=True)
     published: Mapped[bool] = mapped_column(Boolean)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class PostOutcome(enum.StrEnum):
+    PENDING = "pending"  # seen; its images are not all decided yet
+    DONE = "done"  # every image of the post has a decision
+    SKIPPED = "skipped"  # the post gives no image (video, self post, nsfw...): see reason
+    FAILED = "failed"  # resolution failed for a reason that may pass (API down): retried later
+
+
+class Post(Base):
+    """A Reddit post the ingest has seen, with what came of it."""
+
+    __tablename__ = "posts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fullname: Mapped[str] = mapped_column(String(32), unique=True)
+    subreddit: Mapped[str] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(64))
+    permalink: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    score: Mapped[int] = mapped_column(Integer, default=0)
+    flair: Mapped[str | None] = mapped_column(Text)
+    over_18: Mapped[bool] = mapped_column(Boolean, default=False)
+    outcome: Mapped[PostOutcome] = mapped_column(
+        Enum(PostOutcome, name="post_outcome", values_callable=lambda e: [m.value for m in e]),
+        index=True,
+    )
+    reason: Mapped[str | None] = mapped_column(Text)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    candidates: Mapped[list[Candidate]] = relationship(
+        back_populates="post", cascade="all, delete-orphan", order_by="Candidate.position"
+    )
+
+
+class CandidateState(enum.StrEnum):
+    PENDING = "pending"  # not yet downloaded or decided
+    PUBLISHED = "published"
+    QUEUED = "queued"
+    REJECTED = "rejected"
+    FAILED = "failed"  # could not be downloaded or decoded: see reason
+
+
+class Candidate(Base):
+    """One image file a post points at, and the decision taken on it."""
+
+    __tablename__ = "candidates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(128))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    url: Mapped[str] = mapped_column(Text)
+    url_hash: Mapped[str] = mapped_column(String(64), index=True)  # sha256 of the URL
+    state: Mapped[CandidateState] = mapped_column(
+        Enum(
+            CandidateState, name="candidate_state", values_callable=lambda e: [m.value for m in e]
+        ),
+        index=True,
+    )
+    reason: Mapped[str | None] = mapped_column(Text)  # the deciding reasons, for people
+    reason_code: Mapped[str | None] = mapped_column(String(64), index=True)  # for tallies
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    image_id: Mapped[int | None] = mapped_column(
+        ForeignKey("images.id", ondelete="SET NULL"), index=True
+    )
+    matched_image_id: Mapped[int | None] = mapped_column(Integer)  # the duplicate it matched
+    filters: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    post: Mapped[Post] = relationship(back_populates="candidates")
+
+    __table_args__ = (UniqueConstraint("post_id", "key", name="uq_candidates_post_key"),)
