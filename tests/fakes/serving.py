@@ -14,7 +14,9 @@ from werkzeug.serving import make_server
 def serve(app: Any) -> Iterator[str]:
     """Run ``app`` on a free loopback port; yield its base URL (``http://127.0.0.1:PORT``)."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="fake-server", daemon=True)
+    thread = threading.Thread(
+        target=lambda: server.serve_forever(poll_interval=0.05), name="fake-server", daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
