@@ -181,3 +181,73 @@ def serve(obj: dict[str, Any], host: str, port: int, prod: bool, workers: int) -
     settings: Settings = obj["settings"]
     app = create_app(settings)
     app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--fix", is_flag=True, help="Remove orphan files and rebuild a wrong index.")
+@click.pass_obj
+@_domain_errors
+def doctor(obj: dict[str, Any], fix: bool) -> None:
+    """Check that database, files and index agree; exit 1 if they do not."""
+    from scenery.doctor import examine, repair
+
+    ctx = _context(obj)
+    findings = examine(ctx)
+    if findings.ok:
+        click.echo("ok: database, files and index agree")
+        return
+    for line in findings.lines():
+        click.echo(line)
+    if not fix:
+        raise SystemExit(1)
+    repair(ctx, findings)
+    click.echo("repaired" if examine(ctx).ok else "some problems remain")
+
+
+@main.command()
+@click.option("--subreddit", "subreddits", multiple=True, required=True, help="Repeatable.")
+@click.option(
+    "--listing",
+    "sort",
+    default="new",
+    show_default=True,
+    type=click.Choice(["new", "hot", "top", "rising"]),
+)
+@click.option(
+    "--time",
+    "time_filter",
+    default=None,
+    type=click.Choice(["hour", "day", "week", "month", "year", "all"]),
+    help="For --listing top.",
+)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--dry-run", is_flag=True, help="List and resolve only: download and store nothing.")
+@click.pass_obj
+@_domain_errors
+def ingest(
+    obj: dict[str, Any],
+    subreddits: tuple[str, ...],
+    sort: str,
+    time_filter: str | None,
+    limit: int,
+    dry_run: bool,
+) -> None:
+    """Pull posts from subreddits and publish, queue or reject their images."""
+    from ingest.runner import run_ingest
+
+    ctx = _context(obj)
+    with _progress() as progress:
+        task = progress.add_task("posts", total=None)
+
+        def advance(stage: str, n: int) -> None:
+            if stage == "candidates-total":
+                progress.update(task, description="images", total=n, completed=0)
+            else:
+                progress.advance(task, n)
+
+        summary = run_ingest(ctx, subreddits, sort, time_filter, limit, dry_run, advance)
+    console.print(summary.table())
+    for error in summary.errors:
+        click.echo(f"error: {error}", err=True)
+    if summary.nothing_fetched:
+        raise SystemExit(1)

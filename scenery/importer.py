@@ -143,7 +143,7 @@ class Importer:
     def _prepare_or_reason(self, item: tuple[Path, str, bytes]) -> _Prepared | str:
         path, sha, data = item
         try:
-            decoded = decode(data, self.ctx.settings.max_image_pixels)
+            decoded = decode(data, self.ctx.settings.max_image_pixels, edge=GRID_THUMB)
         except ImageRejected as exc:
             return exc.reason
         small = thumbnail(decoded.image, GRID_THUMB)

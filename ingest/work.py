@@ -1,0 +1,120 @@
+"""One candidate's work before the model: download, exact-duplicate check, decode, hash.
+
+Runs on worker threads, a few batches ahead of the embedder.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from PIL import Image
+
+from ingest.fetch import Fetcher, FetchFailed
+from scenery.config import GRID_THUMB, Settings
+from scenery.errors import ImageRejected
+from scenery.imaging import decode, encode_webp, perceptual_hash, thumbnail
+from scenery.models import Candidate
+
+WORK_EDGE = 448  # decode large JPEGs at a DCT scale just above what the filters look at
+
+
+@dataclass(frozen=True)
+class Job:
+    """A pending candidate, detached from its database session."""
+
+    candidate_id: int
+    url: str
+    fullname: str
+    subreddit: str
+    title: str
+    author: str | None
+    permalink: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, candidate: Candidate) -> Job:
+        post = candidate.post
+        return cls(
+            candidate.id,
+            candidate.url,
+            post.fullname,
+            post.subreddit,
+            post.title,
+            post.author,
+            post.permalink,
+            post.created_at,
+        )
+
+
+@dataclass
+class Failed:
+    job: Job
+    code: str
+    reason: str
+    retryable: bool
+    sha256: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    job: Job
+    sha256: str
+    data: bytes
+    extension: str
+    format: str
+    width: int
+    height: int
+    small: Image.Image
+    small_webp: bytes
+    phash: str
+    mirrored_phash: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def prepare(
+    job: Job,
+    fetcher: Fetcher,
+    downloads: Path,
+    settings: Settings,
+    stored_sha: Callable[[str], int | None],
+) -> Prepared | Failed:
+    """Download and decode one candidate; a bad file becomes a Failed with its reason."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    try:
+        fetched = fetcher.fetch(job.url, downloads)
+    except FetchFailed as exc:
+        return Failed(job, exc.code, str(exc), exc.retryable, timings=timings)
+    finally:
+        timings["download"] = time.perf_counter() - started
+    data = fetched.path.read_bytes()
+    fetched.path.unlink(missing_ok=True)
+    started = time.perf_counter()
+    try:
+        decoded = decode(data, settings.max_image_pixels, edge=WORK_EDGE)
+    except ImageRejected as exc:
+        return Failed(job, "undecodable", exc.reason, False, fetched.sha256, timings)
+    small = thumbnail(decoded.image, GRID_THUMB)
+    timings["decode + thumbnail"] = time.perf_counter() - started
+    started = time.perf_counter()
+    prepared = Prepared(
+        job=job,
+        sha256=fetched.sha256,
+        data=data,
+        extension=decoded.extension,
+        format=decoded.format,
+        width=decoded.width,
+        height=decoded.height,
+        small=small,
+        small_webp=encode_webp(small),
+        phash=perceptual_hash(small),
+        mirrored_phash=perceptual_hash(small, mirrored=True),
+        timings=timings,
+    )
+    timings["hash + encode"] = time.perf_counter() - started
+    return prepared

@@ -1,0 +1,1 @@
+"""Curation: filters that judge a candidate image, and the decision they add up to."""

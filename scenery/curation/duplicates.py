@@ -1,0 +1,131 @@
+"""Duplicate detection: exact (sha256), perceptual hash (also mirrored) and CLIP similarity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scenery.curation.verdicts import Facts, FilterResult, Verdict
+from scenery.models import Image, ImageStatus
+
+WORDS = 4  # a 256-bit hash as four uint64 words
+
+
+def hash_words(hex_hash: str) -> np.ndarray:
+    """A 64-hex-digit hash as four uint64 words."""
+    return np.frombuffer(bytes.fromhex(hex_hash), dtype=">u8").astype(np.uint64)
+
+
+@dataclass
+class HashBank:
+    """Perceptual hashes of the gallery's images, searchable by Hamming distance."""
+
+    ids: list[int] = field(default_factory=list)
+    words: np.ndarray = field(default_factory=lambda: np.zeros((0, WORDS), np.uint64))
+
+    @classmethod
+    def load(cls, session: Session) -> HashBank:
+        """Hashes of published and queued images (what a new candidate must not repeat)."""
+        rows = session.execute(
+            select(Image.id, Image.phash).where(
+                Image.status.in_([ImageStatus.PUBLISHED, ImageStatus.QUEUED])
+            )
+        ).all()
+        bank = cls()
+        if rows:
+            bank.ids = [row[0] for row in rows]
+            bank.words = np.stack([hash_words(row[1]) for row in rows])
+        return bank
+
+    def add(self, image_id: int, hex_hash: str) -> None:
+        self.ids.append(image_id)
+        self.words = np.vstack([self.words, hash_words(hex_hash)[None, :]])
+
+    def nearest(self, *hex_hashes: str) -> tuple[int, int] | None:
+        """The closest stored image to any of the hashes: (image id, Hamming distance)."""
+        if not self.ids:
+            return None
+        best: tuple[int, int] | None = None
+        for hex_hash in hex_hashes:
+            distances = np.bitwise_count(self.words ^ hash_words(hex_hash)).sum(axis=1)
+            i = int(distances.argmin())
+            if best is None or int(distances[i]) < best[1]:
+                best = (self.ids[i], int(distances[i]))
+        return best
+
+
+@dataclass
+class ExactDuplicate:
+    """Fails a candidate whose bytes are already stored."""
+
+    lookup: Callable[[str], int | None]
+    name: str = "exact_duplicate"
+
+    def check(self, facts: Facts) -> FilterResult:
+        match = self.lookup(facts.sha256)
+        if match is not None:
+            reason = f"same file as image {match}"
+            return FilterResult(self.name, Verdict.FAIL, 1.0, reason, "duplicate_exact", match)
+        return FilterResult(self.name, Verdict.PASS, 0.0, "new file", "ok")
+
+
+@dataclass
+class PerceptualDuplicate:
+    """Fails a candidate whose 256-bit pHash, or its mirror's, is near a stored image's."""
+
+    bank: HashBank
+    max_distance: int
+    name: str = "phash_duplicate"
+
+    def check(self, facts: Facts) -> FilterResult:
+        nearest = self.bank.nearest(facts.phash, facts.mirrored_phash)
+        if nearest is None:
+            return FilterResult(self.name, Verdict.PASS, None, "nothing to compare with", "ok")
+        image_id, distance = nearest
+        if distance <= self.max_distance:
+            reason = f"looks like image {image_id} (pHash distance {distance} of 256)"
+            return FilterResult(
+                self.name, Verdict.FAIL, float(distance), reason, "duplicate_phash", image_id
+            )
+        reason = f"closest pHash distance {distance}"
+        return FilterResult(self.name, Verdict.PASS, float(distance), reason, "ok", image_id)
+
+
+@dataclass
+class ClipDuplicate:
+    """Fails (or queues) a candidate whose CLIP embedding is very close to a published image's."""
+
+    nearest: Callable[[np.ndarray], tuple[int, float] | None]
+    fail_at: float
+    borderline_at: float
+    name: str = "clip_duplicate"
+
+    def check(self, facts: Facts) -> FilterResult:
+        found = self.nearest(facts.vector)
+        if found is None:
+            return FilterResult(self.name, Verdict.PASS, None, "nothing to compare with", "ok")
+        image_id, similarity = found
+        detail = f"CLIP similarity {similarity:.3f} to image {image_id}"
+        if similarity >= self.fail_at:
+            return FilterResult(
+                self.name,
+                Verdict.FAIL,
+                similarity,
+                f"near-duplicate: {detail}",
+                "duplicate_clip",
+                image_id,
+            )
+        if similarity >= self.borderline_at:
+            return FilterResult(
+                self.name,
+                Verdict.BORDERLINE,
+                similarity,
+                f"possible duplicate: {detail}",
+                "possible_duplicate",
+                image_id,
+            )
+        return FilterResult(self.name, Verdict.PASS, similarity, detail, "ok", image_id)
