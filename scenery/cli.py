@@ -246,7 +246,7 @@ def ingest(
                 progress.advance(task, n)
 
         summary = run_ingest(ctx, subreddits, sort, time_filter, limit, dry_run, advance)
-    console.print(summary.table())
+    Console().print(summary.table())  # the result goes to stdout; progress went to stderr
     for error in summary.errors:
         click.echo(f"error: {error}", err=True)
     if summary.nothing_fetched:
