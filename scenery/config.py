@@ -97,8 +97,9 @@ class Settings(BaseSettings):
 
     # -- near-duplicates ------------------------------------------------------------------------
     phash_max_distance: int = Field(default=48, ge=0)  # of 256 bits; closest distinct pair: 70
-    clip_duplicate_similarity: float = Field(default=0.95, ge=-1, le=1)  # fail at or above
-    clip_duplicate_borderline: float = Field(default=0.90, ge=-1, le=1)  # queue at or above
+    # Fail at or above; a value over 1 turns the CLIP duplicate check off.
+    clip_duplicate_similarity: float = Field(default=0.95, ge=-1, le=2)
+    clip_duplicate_borderline: float = Field(default=0.90, ge=-1, le=2)  # queue at or above
     rejected_file_retention_days: int = Field(default=30, ge=0)
     # Load the model and open the index in the background when the web app starts, so the
     # first search does not wait for them.

@@ -1,0 +1,91 @@
+"""Ingest throughput per stage, and the pipeline's speed as a share of embedding alone.
+
+Run: ``python bench/ingest.py [--images 120] [--model tiny-test --model ViT-B-32]``.
+A fake Reddit server on 127.0.0.1 serves distinct photo variants (about 1600x1000 JPEGs); the
+real pipeline lists, resolves, downloads, decodes, hashes, embeds, filters and stores them into a
+fresh SQLite data dir. "Embedding alone" is the same model encoding the same grid-size images in
+the same batch size, with nothing else running. ViT-B-32 uses random weights (no download).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from PIL import Image
+
+from bench._photos import photo_variants
+from ingest.runner import run_ingest
+from scenery.context import Context
+from scenery.embed import OpenClipEmbedder
+from scenery.imaging import thumbnail
+from tests.fakes.reddit import FakeReddit
+from tests.fakes.reddit_posts import make_post
+
+
+def embedding_alone(embedder: OpenClipEmbedder, files: list[Path]) -> float:
+    """Images per second for the model on already-decoded grid thumbnails."""
+    smalls = [thumbnail(Image.open(f).convert("RGB"), 400) for f in files]
+    embedder.encode_images(smalls[:8])
+    started = time.perf_counter()
+    embedder.encode_images(smalls)
+    return len(smalls) / (time.perf_counter() - started)
+
+
+def run_model(model: str, files: list[Path], root: Path) -> None:
+    embedder = OpenClipEmbedder(model, "none", batch_size=32)
+    embedder.load()
+    fake = FakeReddit()
+    with fake.running():
+        posts = [
+            make_post(f"b{n}", url=fake.add_photo(f"/img/{f.name}", f)) for n, f in enumerate(files)
+        ]
+        fake.add_posts("EarthPorn", posts)
+        settings = fake.settings(
+            root / model.replace("/", "_"),
+            clip_model=model,
+            clip_batch_size=32,
+            clip_duplicate_similarity=1.01,
+            clip_duplicate_borderline=1.01,
+            warm_up=False,
+        )
+        ctx = Context(settings, embedder=embedder)
+        ctx.migrate()
+        started = time.perf_counter()
+        summary = run_ingest(ctx, ["EarthPorn"], limit=len(files))
+        elapsed = time.perf_counter() - started
+        ctx.close()
+    decided = summary.published + sum(summary.rejected.values()) + summary.queued
+    alone = embedding_alone(embedder, files)
+    rate = decided / elapsed
+    print(
+        f"\n== {model} ({embedder.dim}-d): {decided} images decided "
+        f"({summary.published} published) in {elapsed:.1f} s"
+    )
+    print(f"{'stage (summed over items/threads)':36} {'ms/image':>9}")
+    for stage, seconds in summary.seconds.most_common():
+        print(f"{stage:36} {seconds / max(decided, 1) * 1000:9.2f}")
+    print(f"pipeline throughput:   {rate:7.1f} images/s")
+    print(f"embedding alone:       {alone:7.1f} images/s")
+    print(f"ratio pipeline/embed:  {rate / alone:7.2f}   (target >= 0.8 on ViT-B-32)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=120)
+    parser.add_argument("--model", action="append")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        files = photo_variants(root / "photos", args.images)
+        for model in args.model or ["tiny-test", "ViT-B-32"]:
+            run_model(model, files, root)
+
+
+if __name__ == "__main__":
+    main()
