@@ -27,6 +27,8 @@ from scenery.imaging import thumbnail
 from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
 
+THREADS: int | None = None  # torch threads; set from --threads
+
 
 def embedding_alone(embedder: OpenClipEmbedder, files: list[Path]) -> float:
     """Images per second for the model on already-decoded grid thumbnails."""
@@ -38,7 +40,7 @@ def embedding_alone(embedder: OpenClipEmbedder, files: list[Path]) -> float:
 
 
 def run_model(model: str, files: list[Path], root: Path) -> None:
-    embedder = OpenClipEmbedder(model, "none", batch_size=32)
+    embedder = OpenClipEmbedder(model, "none", batch_size=32, threads=THREADS)
     embedder.load()
     fake = FakeReddit()
     with fake.running():
@@ -79,7 +81,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--model", action="append")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args()
+    global THREADS
+    THREADS = args.threads
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         files = photo_variants(root / "photos", args.images)

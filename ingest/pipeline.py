@@ -31,8 +31,7 @@ from ingest.state import (
     record_post,
 )
 from ingest.summary import IngestSummary
-from ingest.work import Failed, Job, Prepared, prepare
-from scenery.config import GRID_THUMB
+from ingest.work import Duplicate, Failed, Job, Prepared, prepare
 from scenery.context import Context
 from scenery.curation.duplicates import ClipDuplicate, ExactDuplicate, HashBank, PerceptualDuplicate
 from scenery.curation.rules import ImageRules
@@ -141,6 +140,8 @@ class Ingest:
             for item in batch:
                 if isinstance(item, Failed):
                     self._record_failure(item)
+                elif isinstance(item, Duplicate):
+                    self._record_duplicate(item)
             if ready:
                 started = time.perf_counter()
                 vectors = self.ctx.embedder.encode_images([p.small for p in ready])
@@ -176,17 +177,21 @@ class Ingest:
         ids, scores = self.ctx.index.index.query(vector, k=1, ef=self.ctx.settings.index_ef_search)
         return (int(ids[0]), float(scores[0])) if len(ids) else None
 
-    def _prepared_batches(self, jobs: Sequence[Job]) -> Iterator[list[Prepared | Failed]]:
+    def _prepared_batches(
+        self, jobs: Sequence[Job]
+    ) -> Iterator[list[Prepared | Failed | Duplicate]]:
         """Prepare jobs on worker threads, a couple of batches ahead of the embedder."""
         size = self.ctx.settings.clip_batch_size
         workers = self.ctx.settings.download_concurrency
         settings, fetcher, downloads = self.ctx.settings, self.fetcher, self.downloads
 
-        def work(job: Job) -> Prepared | Failed:
-            return prepare(job, fetcher, downloads, settings, self._stored_sha_threadsafe)
+        def work(job: Job) -> Prepared | Failed | Duplicate:
+            return prepare(
+                job, fetcher, downloads, settings, self._stored_sha_threadsafe, self.ctx.storage
+            )
 
         with ThreadPoolExecutor(workers, thread_name_prefix="prepare") as pool:
-            queue: deque[Future[Prepared | Failed]] = deque()
+            queue: deque[Future[Prepared | Failed | Duplicate]] = deque()
             todo = iter(jobs)
             for job in islice(todo, 2 * size):
                 queue.append(pool.submit(work, job))
@@ -205,6 +210,31 @@ class Ingest:
     def _stored_sha_threadsafe(self, sha256: str) -> int | None:
         with self.ctx.sessions() as session:
             return find_by_sha(session, [sha256]).get(sha256)
+
+    def _record_duplicate(self, item: Duplicate) -> None:
+        """A download whose bytes are already stored: rejected without decoding."""
+        result = FilterResult(
+            "exact_duplicate",
+            Verdict.FAIL,
+            1.0,
+            f"same file as image {item.image_id}",
+            "duplicate_exact",
+            item.image_id,
+        )
+        with transaction(self.ctx.sessions) as session:
+            candidate = session.get(Candidate, item.job.candidate_id)
+            assert candidate is not None
+            decide_candidate(
+                candidate,
+                CandidateState.REJECTED,
+                result.reason,
+                result.code,
+                filters=[result.as_json()],
+                sha256=item.sha256,
+                matched_image_id=item.image_id,
+            )
+            finish_post_if_done(session, candidate.post)
+        self.summary.count(Decision.REJECT, [result])
 
     def _record_failure(self, item: Failed) -> None:
         with transaction(self.ctx.sessions) as session:
@@ -239,8 +269,6 @@ class Ingest:
         if exact is not None:
             self._store_decision_only(item, results, exact)
             return
-        self.ctx.storage.save_original(item.sha256, item.extension, item.data)
-        self.ctx.storage.save_thumbnail(item.sha256, GRID_THUMB, item.small_webp)
         try:
             image_id = self._insert(item, vector, decision, deciding, results)
         except IntegrityError:  # another process stored the same file meanwhile

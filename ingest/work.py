@@ -16,10 +16,11 @@ from PIL import Image
 from ingest.fetch import Fetcher, FetchFailed
 from scenery.config import GRID_THUMB, Settings
 from scenery.errors import ImageRejected
-from scenery.imaging import decode, encode_webp, perceptual_hash, thumbnail
+from scenery.imaging import decode, encode_webp, perceptual_hashes, thumbnail
 from scenery.models import Candidate
+from scenery.storage import Storage
 
-WORK_EDGE = 448  # decode large JPEGs at a DCT scale just above what the filters look at
+WORK_EDGE = GRID_THUMB  # decode large JPEGs at the DCT scale just above what filters look at
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,14 @@ class Failed:
 
 
 @dataclass
+class Duplicate:
+    job: Job
+    sha256: str
+    image_id: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class Prepared:
     job: Job
     sha256: str
@@ -82,7 +91,8 @@ def prepare(
     downloads: Path,
     settings: Settings,
     stored_sha: Callable[[str], int | None],
-) -> Prepared | Failed:
+    storage: Storage,
+) -> Prepared | Failed | Duplicate:
     """Download and decode one candidate; a bad file becomes a Failed with its reason."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -94,6 +104,9 @@ def prepare(
         timings["download"] = time.perf_counter() - started
     data = fetched.path.read_bytes()
     fetched.path.unlink(missing_ok=True)
+    match = stored_sha(fetched.sha256)
+    if match is not None:  # decided in the main thread as an exact duplicate; no decoding
+        return Duplicate(job, fetched.sha256, match, timings)
     started = time.perf_counter()
     try:
         decoded = decode(data, settings.max_image_pixels, edge=WORK_EDGE)
@@ -102,6 +115,7 @@ def prepare(
     small = thumbnail(decoded.image, GRID_THUMB)
     timings["decode + thumbnail"] = time.perf_counter() - started
     started = time.perf_counter()
+    phash, mirrored_phash = perceptual_hashes(small)
     prepared = Prepared(
         job=job,
         sha256=fetched.sha256,
@@ -112,9 +126,13 @@ def prepare(
         height=decoded.height,
         small=small,
         small_webp=encode_webp(small),
-        phash=perceptual_hash(small),
-        mirrored_phash=perceptual_hash(small, mirrored=True),
+        phash=phash,
+        mirrored_phash=mirrored_phash,
         timings=timings,
     )
-    timings["hash + encode"] = time.perf_counter() - started
+    # Content-addressed files, written here to overlap the disk's fsyncs with the embedder;
+    # a crash before the decision commits leaves orphans that `scenery doctor --fix` removes.
+    storage.save_original(prepared.sha256, prepared.extension, data)
+    storage.save_thumbnail(prepared.sha256, GRID_THUMB, prepared.small_webp)
+    timings["hash + encode + write"] = time.perf_counter() - started
     return prepared

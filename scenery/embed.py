@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -146,6 +147,9 @@ class OpenClipEmbedder:
             return self._loaded
 
     def _build(self) -> tuple[Any, Any, Any, str]:
+        # OpenMP threads that spin between batches starve the decoding threads beside them
+        # (ingest measured 7.5 -> 9.5 images/s with ViT-B-32 on 2 cores); must precede import.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import open_clip
         import torch
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import imagehash
 import numpy as np
+import scipy.fft
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from scenery.config import PAGE_THUMB
@@ -25,6 +26,7 @@ FORMAT_EXTENSIONS = {
 ORIENTATION_TAG = 0x0112
 TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
 DECODE_EDGE = PAGE_THUMB
+HASH_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,11 @@ def decode(data: bytes, max_pixels: int, edge: int = DECODE_EDGE) -> Decoded:
             width, height = height, width
         img.seek(0)  # animated images: the first frame stands for the whole
         if fmt in ("JPEG", "MPO"):
-            img.draft("RGB", (edge, edge))
+            # Ask for the shorter side in proportion, so the longest edge lands near ``edge``.
+            scale = edge / max(img.size)
+            img.draft(
+                "RGB", (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
+            )
         img.load()
         upright = ImageOps.exif_transpose(img) or img
         return Decoded(to_rgb(upright), width, height, fmt, FORMAT_EXTENSIONS[fmt])
@@ -121,10 +127,24 @@ def encode_webp(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def perceptual_hash(image: Image.Image, mirrored: bool = False) -> str:
-    """A 256-bit DCT hash (imagehash.phash, hash_size=16) as 64 hex digits."""
-    small = image.copy()
-    small.thumbnail((256, 256), Image.Resampling.BILINEAR)
-    if mirrored:
-        small = ImageOps.mirror(small)
-    return str(imagehash.phash(small, hash_size=16))
+def perceptual_hashes(image: Image.Image) -> tuple[str, str]:
+    """256-bit DCT hashes of an image and of its mirror image, as 64 hex digits each.
+
+    The first equals ``imagehash.phash(image, hash_size=16)``. The mirror's comes from the same
+    DCT: flipping a row negates its odd-frequency coefficients.
+    """
+    size = HASH_SIZE * 4
+    grey = image.convert("L").resize((size, size), Image.Resampling.LANCZOS)
+    dct = scipy.fft.dct(scipy.fft.dct(np.asarray(grey, dtype=np.float64), axis=0), axis=1)
+    low = dct[:HASH_SIZE, :HASH_SIZE]
+    mirrored = low * np.where(np.arange(HASH_SIZE) % 2, -1.0, 1.0)[None, :]
+    return _hex(low > np.median(low)), _hex(mirrored > np.median(mirrored))
+
+
+def perceptual_hash(image: Image.Image) -> str:
+    """A 256-bit DCT hash (same as ``imagehash.phash(image, hash_size=16)``) as 64 hex digits."""
+    return perceptual_hashes(image)[0]
+
+
+def _hex(bits: np.ndarray) -> str:
+    return str(imagehash.ImageHash(bits))

@@ -85,7 +85,9 @@ def test_sigkill_mid_run_then_rerun_leaves_everything_consistent(
         rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert rerun.returncode == 0, rerun.stderr
         assert "ingest summary" in rerun.stdout
-        assert published(ctx) == 15
+        with ctx.sessions() as session:
+            states = session.execute(select(Candidate.state, Candidate.reason)).all()
+        assert published(ctx) == 15, (states, rerun.stdout)
         with ctx.sessions() as session:
             states = session.scalars(select(Candidate.state)).all()
         assert sorted(states) == [CandidateState.PUBLISHED] * 15
