@@ -29,6 +29,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/import_speed.py
+	$(BIN)/python bench/api_latency.py
+	$(BIN)/python bench/ingest.py
 
 # Import the sample photos with the offline tiny model (no weights to download).
 demo: $(STAMP)
