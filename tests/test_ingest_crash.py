@@ -64,8 +64,16 @@ def test_sigkill_mid_run_then_rerun_leaves_everything_consistent(
             for n, photo in enumerate(photos)
         ]
         fake.add_posts("EarthPorn", posts)
-        # Slow downloads from the sixth image on, so the kill lands mid-run.
-        fake.fail("/img/p[5-9].jpg", status=200, delay=1.5, times=None, body=b"")
+        # Slow (but correct) downloads from the sixth image on, so the kill lands mid-run.
+        for n in range(5, 10):
+            fake.fail(
+                f"/img/p{n}.jpg",
+                status=200,
+                delay=1.5,
+                times=None,
+                body=photos[n].read_bytes(),
+                content_type="image/jpeg",
+            )
         settings = fake.settings(tmp_path, database_url=db_url, clip_model="tiny-test")
         ctx = Context(settings, embedder=tiny_embedder)
         ctx.migrate()
