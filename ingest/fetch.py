@@ -18,12 +18,17 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO, Self
+from typing import BinaryIO
 
 import httpx
 
-from ingest.http import RETRYABLE_STATUS, backoff_delay, make_client, retry_after_seconds
+from ingest.http import (
+    RETRYABLE_STATUS,
+    ClientOwner,
+    backoff_delay,
+    make_client,
+    retry_after_seconds,
+)
 from ingest.netguard import BlockedAddress, GuardedTransport, Resolver, literal_ip, system_resolve
 from ingest.netguard import checked_addresses as _checked_addresses
 from scenery.config import Settings
@@ -88,7 +93,7 @@ class FetchFailed(SceneryError):
         self.retry_after = retry_after  # the wait the server asked for, when it asked
 
 
-class Fetcher:
+class Fetcher(ClientOwner):
     """Download image URLs into a directory, refusing anything unsafe; thread-safe."""
 
     def __init__(
@@ -113,22 +118,6 @@ class Fetcher:
             transport = GuardedTransport(self._resolve, settings.allow_private_urls, limits)
             client = make_client(settings, transport=transport)
         self._client = client
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the HTTP client if this fetcher made it."""
-        if self._owns_client:
-            self._client.close()
 
     def fetch(self, url: str, dest_dir: Path) -> Fetched:
         """Download ``url`` into ``dest_dir`` as ``<sha256>.<ext>``, or raise FetchFailed."""

@@ -9,12 +9,18 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any
 
 import httpx
 
-from ingest.http import RETRYABLE_STATUS, backoff_delay, make_client, retry_after_seconds
+from ingest.http import (
+    RETRYABLE_STATUS,
+    ClientOwner,
+    backoff_delay,
+    make_client,
+    retry_after_seconds,
+)
 from scenery.config import Settings
 from scenery.errors import SceneryError
 
@@ -100,7 +106,7 @@ class _Retry(Exception):
         self.wait = wait
 
 
-class RedditClient:
+class RedditClient(ClientOwner):
     """Fetch subreddit listings politely: paced, rate-limit aware, retried."""
 
     def __init__(
@@ -309,22 +315,6 @@ class RedditClient:
         self._token = token
         self._token_expires = self._clock() + max(0.0, expires_in - _TOKEN_MARGIN)
         log.info("got a Reddit access token valid for %.0f s", expires_in)
-
-    def close(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> RedditClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _token_from(response: httpx.Response) -> tuple[str | None, float]:

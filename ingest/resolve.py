@@ -9,13 +9,18 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from ingest.http import RETRYABLE_STATUS, backoff_delay, make_client, retry_after_seconds
+from ingest.http import (
+    RETRYABLE_STATUS,
+    ClientOwner,
+    backoff_delay,
+    make_client,
+    retry_after_seconds,
+)
 from ingest.reddit import Post
 from scenery.config import Settings
 
@@ -86,7 +91,7 @@ def _int(value: Any) -> int | None:
         return None
 
 
-class Resolver:
+class Resolver(ClientOwner):
     """Resolve posts to direct image URLs: Reddit images and galleries, imgur, flickr."""
 
     def __init__(
@@ -293,22 +298,6 @@ class Resolver:
                 log.warning("%s: %s; retrying in %.1f s", url, problem, delay)
                 self._sleep(delay)
         return None, f"{problem} (gave up after {tries} tries)"
-
-    def close(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> Resolver:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _original_gallery_url(url: str, media_id: str, mime: Any) -> str:
