@@ -25,6 +25,7 @@ from ingest.state import (
     MAX_ATTEMPTS,
     add_candidates,
     decide_candidate,
+    decided_url,
     finish_post_if_done,
     known_posts,
     pending_candidates,
@@ -131,8 +132,19 @@ class Ingest:
         """Download and decide every undecided candidate, in batches."""
         self.downloads.mkdir(parents=True, exist_ok=True)
         with self.ctx.sessions() as session:
-            jobs = [Job.of(c) for c in pending_candidates(session)]
+            jobs, known = [], []
+            for candidate in pending_candidates(session):
+                earlier = decided_url(session, candidate.url, candidate.id)
+                match = earlier and (earlier.image_id or earlier.matched_image_id)
+                if earlier is not None and match:
+                    # A repost of a file already judged: decided again without downloading it.
+                    sha = earlier.sha256 or ""
+                    known.append(Duplicate(Job.of(candidate), sha, match))
+                else:
+                    jobs.append(Job.of(candidate))
             bank = HashBank.load(session)
+        for duplicate in known:
+            self._record_duplicate(duplicate)
         self.progress("candidates-total", len(jobs))
         filters = self._filters(bank)
         for batch in self._prepared_batches(jobs):

@@ -14,6 +14,7 @@ from ingest.resolve import Resolver
 from ingest.summary import IngestSummary
 from scenery.context import Context
 from scenery.errors import SceneryError
+from scenery.retention import purge_rejected_files
 
 
 @contextmanager
@@ -47,4 +48,8 @@ def run_ingest(
             Fetcher(ctx.settings) as fetcher,
         ):
             pipeline = Ingest(ctx, reddit, resolver, fetcher, on_progress=on_progress)
-            return pipeline.run(subreddits, sort, time_filter, limit, dry_run)
+            summary = pipeline.run(subreddits, sort, time_filter, limit, dry_run)
+        if not dry_run:
+            days = ctx.settings.rejected_file_retention_days
+            summary.purged = purge_rejected_files(ctx, days)
+        return summary

@@ -20,6 +20,7 @@ class IngestSummary:
     published: int = 0
     queued: int = 0
     retry_later: int = 0
+    purged: int = 0  # rejected images whose files passed their retention period
     skipped: Counter[str] = field(default_factory=Counter)  # posts without images, by reason
     rejected: Counter[str] = field(default_factory=Counter)  # by reason code
     queued_for: Counter[str] = field(default_factory=Counter)
@@ -61,6 +62,7 @@ class IngestSummary:
             *((f"  skipped: {why}", n) for why, n in self.skipped.most_common(8)),
             ("retry next run", self.retry_later),
             ("listing errors", len(self.errors)),
+            ("old rejected files dropped", self.purged),
         ]
         for label, value in rows:
             table.add_row(label, str(value))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from ingest.runner import run_ingest
 from scenery.config import Settings
 from scenery.context import Context
+from scenery.db import transaction
 from scenery.doctor import examine
 from scenery.embed import OpenClipEmbedder
 from scenery.models import Candidate, CandidateState, ImageStatus, PostOutcome
@@ -169,3 +171,27 @@ def test_dry_run_stores_nothing(world: World) -> None:
     assert summary.images_found == 19 and summary.published == 0
     assert candidates_by_post(world.ctx) == {}
     assert not [r for r in world.fake.requests if r.path.startswith("/img/")]
+
+
+def test_rejected_files_are_dropped_after_retention_but_never_fetched_again(world: World) -> None:
+    run_ingest(world.ctx, ["EarthPorn"], limit=50)
+    small_id = candidates_by_post(world.ctx)["small"].image_id
+    with transaction(world.ctx.sessions) as session:
+        image = session.get(ImageRow, small_id)
+        assert image is not None
+        image.created_at = datetime.now(UTC) - timedelta(days=31)
+        original = world.settings.root / image.path
+    assert original.exists()
+    world.fake.requests.clear()
+    world.fake.add_posts(
+        "EarthPorn", [make_post("small-repost", url=world.fake.url("/img/small.jpg"))]
+    )
+    summary = run_ingest(world.ctx, ["EarthPorn"], limit=50)
+    assert summary.purged == 1 and not original.exists()
+    with world.ctx.sessions() as session:
+        image = session.get(ImageRow, small_id)
+        assert image is not None and image.purged_at is not None
+    repost = candidates_by_post(world.ctx)["small-repost"]
+    assert repost.reason_code == "duplicate_exact" and repost.matched_image_id == small_id
+    assert "/img/small.jpg" not in world.fake.paths()  # known URL: not downloaded again
+    assert examine(world.ctx).ok  # a purged row is not a row without files
