@@ -34,9 +34,15 @@ from ingest.state import (
 from ingest.summary import IngestSummary
 from ingest.work import Duplicate, Failed, Job, Prepared, prepare
 from scenery.context import Context
-from scenery.curation.duplicates import ClipDuplicate, ExactDuplicate, HashBank, PerceptualDuplicate
+from scenery.curation.duplicates import (
+    ClipDuplicate,
+    ExactDuplicate,
+    HashBank,
+    PerceptualDuplicate,
+    exact_duplicate,
+)
 from scenery.curation.rules import ImageRules
-from scenery.curation.verdicts import Decision, Facts, Filter, FilterResult, Verdict, decide
+from scenery.curation.verdicts import Decision, Facts, Filter, FilterResult, decide
 from scenery.db import transaction
 from scenery.library import add_embedding, find_by_sha, set_status
 from scenery.models import Candidate, CandidateState, Image, ImageStatus, PostOutcome
@@ -180,6 +186,10 @@ class Ingest:
         ]
 
     def _stored_sha(self, sha256: str) -> int | None:
+        """The image already holding these bytes: stored this run, or in the database.
+
+        Worker threads call it too: reading the run's dict while the main thread adds to it is
+        safe, and each call opens its own session."""
         if sha256 in self._run_shas:
             return self._run_shas[sha256]
         with self.ctx.sessions() as session:
@@ -198,9 +208,7 @@ class Ingest:
         settings, fetcher, downloads = self.ctx.settings, self.fetcher, self.downloads
 
         def work(job: Job) -> Prepared | Failed | Duplicate:
-            return prepare(
-                job, fetcher, downloads, settings, self._stored_sha_threadsafe, self.ctx.storage
-            )
+            return prepare(job, fetcher, downloads, settings, self._stored_sha, self.ctx.storage)
 
         with ThreadPoolExecutor(workers, thread_name_prefix="prepare") as pool:
             queue: deque[Future[Prepared | Failed | Duplicate]] = deque()
@@ -219,34 +227,10 @@ class Ingest:
                         self.summary.add_time(stage, seconds)
                 yield batch
 
-    def _stored_sha_threadsafe(self, sha256: str) -> int | None:
-        with self.ctx.sessions() as session:
-            return find_by_sha(session, [sha256]).get(sha256)
-
     def _record_duplicate(self, item: Duplicate) -> None:
         """A download whose bytes are already stored: rejected without decoding."""
-        result = FilterResult(
-            "exact_duplicate",
-            Verdict.FAIL,
-            1.0,
-            f"same file as image {item.image_id}",
-            "duplicate_exact",
-            item.image_id,
-        )
-        with transaction(self.ctx.sessions) as session:
-            candidate = session.get(Candidate, item.job.candidate_id)
-            assert candidate is not None
-            decide_candidate(
-                candidate,
-                CandidateState.REJECTED,
-                result.reason,
-                result.code,
-                filters=[result.as_json()],
-                sha256=item.sha256,
-                matched_image_id=item.image_id,
-            )
-            finish_post_if_done(session, candidate.post)
-        self.summary.count(Decision.REJECT, [result])
+        result = exact_duplicate(item.image_id)
+        self._store_decision_only(item.job, item.sha256, [result], result)
 
     def _record_failure(self, item: Failed) -> None:
         with transaction(self.ctx.sessions) as session:
@@ -279,21 +263,13 @@ class Ingest:
         decision, deciding = decide(results)
         exact = next((r for r in results if r.code == "duplicate_exact"), None)
         if exact is not None:
-            self._store_decision_only(item, results, exact)
+            self._store_decision_only(item.job, item.sha256, results, exact)
             return
         try:
             image_id = self._insert(item, vector, decision, deciding, results)
         except IntegrityError:  # another process stored the same file meanwhile
-            match = self._stored_sha_threadsafe(item.sha256)
-            duplicate = FilterResult(
-                "exact_duplicate",
-                Verdict.FAIL,
-                1.0,
-                f"same file as image {match}",
-                "duplicate_exact",
-                match,
-            )
-            self._store_decision_only(item, [duplicate], duplicate)
+            duplicate = exact_duplicate(self._stored_sha(item.sha256))
+            self._store_decision_only(item.job, item.sha256, [duplicate], duplicate)
             return
         self._run_shas[item.sha256] = image_id
         if decision == Decision.PUBLISH:
@@ -354,10 +330,11 @@ class Ingest:
             return image.id
 
     def _store_decision_only(
-        self, item: Prepared, results: list[FilterResult], exact: FilterResult
+        self, job: Job, sha256: str, results: list[FilterResult], exact: FilterResult
     ) -> None:
+        """Reject a candidate as a duplicate of a stored file: no image row of its own."""
         with transaction(self.ctx.sessions) as session:
-            candidate = session.get(Candidate, item.job.candidate_id)
+            candidate = session.get(Candidate, job.candidate_id)
             assert candidate is not None
             decide_candidate(
                 candidate,
@@ -365,7 +342,7 @@ class Ingest:
                 exact.reason,
                 exact.code,
                 filters=[r.as_json() for r in results],
-                sha256=item.sha256,
+                sha256=sha256,
                 matched_image_id=exact.matched_image_id,
             )
             finish_post_if_done(session, candidate.post)

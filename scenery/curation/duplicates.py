@@ -58,6 +58,12 @@ class HashBank:
         return best
 
 
+def exact_duplicate(image_id: int | None) -> FilterResult:
+    """The verdict on a file whose bytes are stored as ``image_id``."""
+    reason = f"same file as image {image_id}"
+    return FilterResult("exact_duplicate", Verdict.FAIL, 1.0, reason, "duplicate_exact", image_id)
+
+
 @dataclass
 class ExactDuplicate:
     """Fails a candidate whose bytes are already stored."""
@@ -68,8 +74,7 @@ class ExactDuplicate:
     def check(self, facts: Facts) -> FilterResult:
         match = self.lookup(facts.sha256)
         if match is not None:
-            reason = f"same file as image {match}"
-            return FilterResult(self.name, Verdict.FAIL, 1.0, reason, "duplicate_exact", match)
+            return exact_duplicate(match)
         return FilterResult(self.name, Verdict.PASS, 0.0, "new file", "ok")
 
 
