@@ -21,6 +21,7 @@ class IngestSummary:
     queued: int = 0
     retry_later: int = 0
     purged: int = 0  # rejected images whose files passed their retention period
+    refitted: bool = False  # the gallery model was refitted before deciding
     skipped: Counter[str] = field(default_factory=Counter)  # posts without images, by reason
     rejected: Counter[str] = field(default_factory=Counter)  # by reason code
     queued_for: Counter[str] = field(default_factory=Counter)
@@ -63,6 +64,7 @@ class IngestSummary:
             ("retry next run", self.retry_later),
             ("listing errors", len(self.errors)),
             ("old rejected files dropped", self.purged),
+            ("gallery model refitted", int(self.refitted)),
         ]
         for label, value in rows:
             table.add_row(label, str(value))

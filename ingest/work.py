@@ -15,6 +15,7 @@ from PIL import Image
 
 from ingest.fetch import Fetcher, FetchFailed
 from scenery.config import GRID_THUMB, Settings
+from scenery.curation.watermark import DETAIL, detail_view
 from scenery.errors import ImageRejected
 from scenery.imaging import decode, encode_webp, perceptual_hashes, thumbnail
 from scenery.models import Candidate
@@ -79,6 +80,7 @@ class Prepared:
     width: int
     height: int
     small: Image.Image
+    detail: Image.Image | None  # the watermark detector's 448x448 view, when it runs
     small_webp: bytes
     phash: str
     mirrored_phash: str
@@ -92,6 +94,8 @@ def prepare(
     settings: Settings,
     stored_sha: Callable[[str], int | None],
     storage: Storage,
+    *,
+    detail: bool = False,
 ) -> Prepared | Failed | Duplicate:
     """Download and decode one candidate; a bad file becomes a Failed with its reason."""
     timings: dict[str, float] = {}
@@ -109,7 +113,8 @@ def prepare(
         return Duplicate(job, fetched.sha256, match, timings)
     started = time.perf_counter()
     try:
-        decoded = decode(data, settings.max_image_pixels, edge=WORK_EDGE)
+        edge = DETAIL if detail else WORK_EDGE
+        decoded = decode(data, settings.max_image_pixels, edge=edge)
     except ImageRejected as exc:
         return Failed(job, "undecodable", exc.reason, False, fetched.sha256, timings)
     small = thumbnail(decoded.image, GRID_THUMB)
@@ -125,6 +130,7 @@ def prepare(
         width=decoded.width,
         height=decoded.height,
         small=small,
+        detail=detail_view(decoded.image) if detail else None,
         small_webp=encode_webp(small),
         phash=phash,
         mirrored_phash=mirrored_phash,

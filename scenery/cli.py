@@ -2,53 +2,26 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from scenery import __version__
+from scenery.cli_support import console, context, domain_errors, progress_bar
 from scenery.config import Settings, load_settings
-from scenery.context import Context
 from scenery.db import transaction
 from scenery.errors import SceneryError
 from scenery.importer import Importer, discover
 from scenery.library import get_image, set_status
 from scenery.models import ImageStatus
-
-F = TypeVar("F", bound=Callable[..., Any])
-console = Console(stderr=True)
-
-
-def _domain_errors(func: F) -> F:
-    """Turn foreseeable SceneryErrors into a one-line CLI error instead of a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except SceneryError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _context(obj: dict[str, Any]) -> Context:
-    if "context" not in obj:
-        ctx = Context(obj["settings"])
-        ctx.migrate()
-        obj["context"] = ctx
-    return obj["context"]  # type: ignore[no-any-return]
 
 
 @click.group()
@@ -73,10 +46,10 @@ def main(click_ctx: click.Context, verbose: bool) -> None:
 
 @main.command()
 @click.pass_obj
-@_domain_errors
+@domain_errors
 def init(obj: dict[str, Any]) -> None:
     """Create the data directory and bring the database schema up to date."""
-    ctx = _context(obj)
+    ctx = context(obj)
     click.echo(f"data dir: {ctx.settings.root}")
     click.echo(f"database: {ctx.engine.url.render_as_string(hide_password=True)}")
 
@@ -85,13 +58,13 @@ def init(obj: dict[str, Any]) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--no-publish", is_flag=True, help="Queue the images for review instead.")
 @click.pass_obj
-@_domain_errors
+@domain_errors
 def import_(obj: dict[str, Any], paths: tuple[Path, ...], no_publish: bool) -> None:
     """Import image files and folders (recursively): jpg, png, webp, gif, bmp, tiff."""
-    ctx = _context(obj)
+    ctx = context(obj)
     files = discover(paths)
     started = time.perf_counter()
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("importing", total=len(files))
         importer = Importer(ctx, publish=not no_publish, on_file=lambda _p: progress.advance(task))
         report = importer.run(files)
@@ -110,17 +83,6 @@ def import_(obj: dict[str, Any], paths: tuple[Path, ...], no_publish: bool) -> N
         _reason_table(Counter(reason for _, reason in report.failed))
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-
-
 def _reason_table(reasons: Counter[str]) -> None:
     table = Table("failure reason", "files")
     for reason, count in reasons.most_common():
@@ -130,10 +92,10 @@ def _reason_table(reasons: Counter[str]) -> None:
 
 @main.command()
 @click.pass_obj
-@_domain_errors
+@domain_errors
 def reindex(obj: dict[str, Any]) -> None:
     """Rebuild the vector index from the embeddings in the database."""
-    ctx = _context(obj)
+    ctx = context(obj)
     started = time.perf_counter()
     count = ctx.index.rebuild()
     snapshot = ctx.index.save()
@@ -144,9 +106,9 @@ def _status_command(name: str, status: ImageStatus, help_text: str) -> None:
     @main.command(name, help=help_text)
     @click.argument("image_ids", nargs=-1, required=True, type=int)
     @click.pass_obj
-    @_domain_errors
+    @domain_errors
     def command(obj: dict[str, Any], image_ids: tuple[int, ...]) -> None:
-        ctx = _context(obj)
+        ctx = context(obj)
         with transaction(ctx.sessions) as session:
             for image_id in image_ids:
                 set_status(session, get_image(session, image_id, published_only=False), status)
@@ -168,10 +130,10 @@ _status_command("delete", ImageStatus.DELETED, "Mark images deleted: gone from g
 @click.option("--prod", is_flag=True, help="Serve with gunicorn instead of the development server.")
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers.")
 @click.pass_obj
-@_domain_errors
+@domain_errors
 def serve(obj: dict[str, Any], host: str, port: int, prod: bool, workers: int) -> None:
     """Run the web gallery."""
-    _context(obj)  # migrate before serving
+    context(obj)  # migrate before serving
     if prod:
         gunicorn = Path(sys.executable).with_name("gunicorn")
         args = [str(gunicorn), "--bind", f"{host}:{port}", "--workers", str(workers)]
@@ -186,12 +148,12 @@ def serve(obj: dict[str, Any], host: str, port: int, prod: bool, workers: int) -
 @main.command()
 @click.option("--fix", is_flag=True, help="Remove orphan files and rebuild a wrong index.")
 @click.pass_obj
-@_domain_errors
+@domain_errors
 def doctor(obj: dict[str, Any], fix: bool) -> None:
     """Check that database, files and index agree; exit 1 if they do not."""
     from scenery.doctor import examine, repair
 
-    ctx = _context(obj)
+    ctx = context(obj)
     findings = examine(ctx)
     if findings.ok:
         click.echo("ok: database, files and index agree")
@@ -223,7 +185,7 @@ def doctor(obj: dict[str, Any], fix: bool) -> None:
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--dry-run", is_flag=True, help="List and resolve only: download and store nothing.")
 @click.pass_obj
-@_domain_errors
+@domain_errors
 def ingest(
     obj: dict[str, Any],
     subreddits: tuple[str, ...],
@@ -235,8 +197,8 @@ def ingest(
     """Pull posts from subreddits and publish, queue or reject their images."""
     from ingest.runner import run_ingest
 
-    ctx = _context(obj)
-    with _progress() as progress:
+    ctx = context(obj)
+    with progress_bar() as progress:
         task = progress.add_task("posts", total=None)
 
         def advance(stage: str, n: int) -> None:
@@ -251,3 +213,13 @@ def ingest(
         click.echo(f"error: {error}", err=True)
     if summary.nothing_fetched:
         raise SystemExit(1)
+
+
+def _register_curation() -> None:
+    from scenery.cli_curation import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_curation()

@@ -101,6 +101,29 @@ class Settings(BaseSettings):
     clip_duplicate_similarity: float = Field(default=0.95, ge=-1, le=2)
     clip_duplicate_borderline: float = Field(default=0.90, ge=-1, le=2)  # queue at or above
     rejected_file_retention_days: int = Field(default=30, ge=0)
+
+    # -- gallery fit (GMM over PCA-reduced CLIP features) ---------------------------------------
+    gallery_fit: bool = True  # off: no gallery-fit filter (and no cold-start queueing)
+    gmm_min_reference: int = Field(default=50, ge=2)  # below this: no model, queue everything
+    gmm_max_dims: int = Field(default=128, ge=1)
+    gmm_max_components: int = Field(default=32, ge=1)
+    gmm_pass_share: float = Field(default=0.95, gt=0, lt=1)  # of held-out references that pass
+    gmm_borderline_share: float = Field(default=0.99, gt=0, lt=1)  # pass or borderline
+    gmm_refit_growth: float = Field(default=0.2, ge=0)  # refit when the reference set grew 20%
+
+    # -- watermark detector (probability of a watermark) --------------------------------------
+    watermark_filter: bool = True  # used once `scenery train watermark` has made a model
+    watermark_threshold: float = Field(default=0.85, ge=0, le=1)  # reject at or above
+    watermark_borderline: float = Field(default=0.5, ge=0, le=1)  # queue at or above
+
+    # -- NSFW: NudeNet exposed-body detections and a CLIP zero-shot score ----------------------
+    nsfw_nudenet: bool = True
+    nsfw_nudenet_threshold: float = Field(default=0.6, ge=0, le=1)
+    nsfw_nudenet_borderline: float = Field(default=0.35, ge=0, le=1)
+    nsfw_clip: bool = True
+    nsfw_clip_threshold: float = Field(default=0.8, ge=0, le=1)
+    nsfw_clip_borderline: float = Field(default=0.5, ge=0, le=1)
+
     # Load the model and open the index in the background when the web app starts, so the
     # first search does not wait for them.
     warm_up: bool = True

@@ -27,3 +27,7 @@ class NotFound(SceneryError):
 
 class IndexMismatch(SceneryError):
     """A persisted vector index does not fit the current model or database."""
+
+
+class CurationError(SceneryError):
+    """A curation model cannot be fitted or used (too little data, wrong embedder...)."""

@@ -45,6 +45,12 @@ class HashBank:
         self.ids.append(image_id)
         self.words = np.vstack([self.words, hash_words(hex_hash)[None, :]])
 
+    def remove(self, image_id: int) -> None:
+        """Forget an image's hash (its decision was rolled back)."""
+        keep = [i for i, stored in enumerate(self.ids) if stored != image_id]
+        self.ids = [self.ids[i] for i in keep]
+        self.words = self.words[keep]
+
     def nearest(self, *hex_hashes: str) -> tuple[int, int] | None:
         """The closest stored image to any of the hashes: (image id, Hamming distance)."""
         if not self.ids:

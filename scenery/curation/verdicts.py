@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -49,6 +51,8 @@ class Facts:
     mirrored_phash: str
     vector: np.ndarray
     image: Image.Image  # grid-size RGB thumbnail
+    # A 448x448 squashed view (for the watermark detector's quadrants); None: make one from image
+    detail: Image.Image | None = None
 
 
 class Filter(Protocol):
@@ -57,6 +61,13 @@ class Filter(Protocol):
     name: str
 
     def check(self, facts: Facts) -> FilterResult: ...
+
+
+@runtime_checkable
+class BatchPreparing(Protocol):
+    """A filter that does its model work for a whole batch at once before ``check``."""
+
+    def prepare(self, batch: Sequence[Facts]) -> None: ...
 
 
 def decide(results: Sequence[FilterResult]) -> tuple[Decision, list[FilterResult]]:
@@ -68,3 +79,28 @@ def decide(results: Sequence[FilterResult]) -> tuple[Decision, list[FilterResult
     if borderline:
         return Decision.QUEUE, borderline
     return Decision.PUBLISH, []
+
+
+def prepare_filters(
+    filters: Sequence[Filter], batch: Sequence[Facts], seconds: Counter[str] | None = None
+) -> None:
+    """Let the filters that work batch-wise do their model work for the whole batch."""
+    for f in filters:
+        if isinstance(f, BatchPreparing):
+            started = time.perf_counter()
+            f.prepare(batch)
+            if seconds is not None:
+                seconds[f"filter {f.name}"] += time.perf_counter() - started
+
+
+def run_filters(
+    filters: Sequence[Filter], facts: Facts, seconds: Counter[str] | None = None
+) -> list[FilterResult]:
+    """Every filter's result on one candidate, timing each filter when asked."""
+    results = []
+    for f in filters:
+        started = time.perf_counter()
+        results.append(f.check(facts))
+        if seconds is not None:
+            seconds[f"filter {f.name}"] += time.perf_counter() - started
+    return results

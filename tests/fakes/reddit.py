@@ -199,6 +199,11 @@ class FakeReddit:
             "download_connect_timeout": 2.0,
             "download_read_timeout": 2.0,
             "allow_private_urls": True,
+            # The model-based filters have their own tests and an end-to-end run of their own;
+            # here the tiny random-weight model's gallery fit and CLIP NSFW scores would only
+            # add noise (NudeNet stays on: it is real and landscape photos pass it).
+            "gallery_fit": False,
+            "nsfw_clip": False,
         }
         values.update(overrides)
         return Settings(**values)

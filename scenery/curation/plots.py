@@ -1,0 +1,74 @@
+"""Charts of the curation models, rendered to PNG files (matplotlib, no display)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_bic(bic: Sequence[dict[str, Any]], chosen: tuple[int, str], path: Path) -> Path:
+    """The BIC of every fit tried, per covariance type, the chosen one marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    for covariance in sorted({row["covariance"] for row in bic}):
+        rows = sorted(
+            (r for r in bic if r["covariance"] == covariance), key=lambda r: r["components"]
+        )
+        ax.plot(
+            [r["components"] for r in rows], [r["bic"] for r in rows], marker="o", label=covariance
+        )
+    best = next(r for r in bic if (r["components"], r["covariance"]) == chosen)
+    ax.scatter(
+        [best["components"]],
+        [best["bic"]],
+        s=160,
+        facecolors="none",
+        edgecolors="red",
+        label=f"chosen: {chosen[0]} {chosen[1]}",
+    )
+    ax.set_xlabel("components")
+    ax.set_ylabel("BIC (lower is better)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_scores(
+    reference: np.ndarray,
+    candidates: np.ndarray,
+    threshold: float,
+    borderline: float,
+    path: Path,
+) -> Path:
+    """Histograms of gallery-fit scores: held-out references against recent candidates."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    values = np.concatenate([reference, candidates]) if len(candidates) else reference
+    bins = np.linspace(float(values.min()), float(values.max()), 40) if len(values) else 10
+    ax.hist(reference, bins=bins, alpha=0.6, density=True, label=f"reference ({len(reference)})")
+    if len(candidates):
+        ax.hist(
+            candidates, bins=bins, alpha=0.6, density=True, label=f"candidates ({len(candidates)})"
+        )
+    ax.axvline(threshold, color="green", linestyle="--", label="pass")
+    ax.axvline(borderline, color="orange", linestyle=":", label="borderline")
+    ax.set_xlabel("log-likelihood")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
