@@ -38,6 +38,9 @@ def env_for(fake: FakeReddit, data_dir: Path, db_url: str) -> dict[str, str]:
         SCENERY_ALLOW_PRIVATE_URLS="1",
         SCENERY_CLIP_DUPLICATE_SIMILARITY="0.9999",
         SCENERY_CLIP_DUPLICATE_BORDERLINE="0.9998",
+        # as FakeReddit.settings: no cold-start queueing, no tiny-model NSFW noise
+        SCENERY_GALLERY_FIT="0",
+        SCENERY_NSFW_CLIP="0",
     )
     return env
 
