@@ -9,7 +9,7 @@ from scenery.curation.gallery_fit import GalleryFit, load_gallery_model
 from scenery.curation.nsfw import NsfwFilter
 from scenery.curation.reference import reference_count
 from scenery.curation.verdicts import Filter
-from scenery.curation.watermark import WatermarkFilter, load_watermark
+from scenery.curation.watermark import WatermarkFilter
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +27,11 @@ def model_filters(ctx: Context) -> list[Filter]:
             model = None
         filters.append(GalleryFit(model, n, settings.gmm_min_reference))
     if settings.watermark_filter:
-        watermark = load_watermark(settings)
+        watermark = WatermarkFilter.from_settings(settings, ctx.embedder)
         if watermark is None:
             log.info("no watermark model yet: run `scenery train watermark`")
         else:
-            filters.append(
-                WatermarkFilter(
-                    watermark,
-                    ctx.embedder,
-                    settings.watermark_threshold,
-                    settings.watermark_borderline,
-                )
-            )
+            filters.append(watermark)
     nsfw = NsfwFilter.from_settings(settings, ctx.embedder)
     if nsfw is not None:
         filters.append(nsfw)
