@@ -36,10 +36,11 @@ def fit(obj: dict[str, Any], if_due: bool) -> None:
         click.echo("the gallery model is up to date")
         return
     report, meta = fitted.report, fitted.artifact.meta
-    table = Table("components", *sorted({r["covariance"] for r in report.bic}), title="BIC")
+    kinds = sorted({r["covariance"] for r in report.bic})
+    table = Table("components", *kinds, title="BIC")
     for k in sorted({r["components"] for r in report.bic}):
         row = {r["covariance"]: r["bic"] for r in report.bic if r["components"] == k}
-        table.add_row(str(k), *(f"{row[c]:,.0f}" if c in row else "" for c in table.columns[1:]))
+        table.add_row(str(k), *(f"{row[c]:,.0f}" if c in row else "" for c in kinds))
     console.print(table)
     click.echo(
         f"chosen: {report.components} components, {report.covariance} covariance, "
