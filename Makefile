@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/import_speed.py
 	$(BIN)/python bench/api_latency.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/curation.py
 
 # Import the sample photos with the offline tiny model (no weights to download).
 demo: $(STAMP)
