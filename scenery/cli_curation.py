@@ -137,6 +137,8 @@ def explain(obj: dict[str, Any], key: str) -> None:
             click.echo(f"  matched image: {item.matched_image_id}")
         if item.review:
             click.echo(f"  admin review: {item.review}")
+        if not item.filters:
+            continue  # imported locally: trusted, no filter ran
         table = Table("filter", "verdict", "score", "reason")
         for r in item.filters:
             score = "" if r.get("score") is None else f"{r['score']:.4g}"

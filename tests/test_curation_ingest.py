@@ -110,6 +110,8 @@ def gallery(
             for photo in photos[10:]
             for m in (0, 2, 3)  # the photo and two crops (a mirror would be a pHash duplicate)
         }
+        # a flat placeholder frame (what a host serves for a removed image): off-topic
+        candidates["magenta"] = jpeg(Image.new("RGB", (1600, 1200), (255, 0, 255)))
         candidates["exactdup"] = (folder / "ref05.jpg").read_bytes()
         candidates["small"] = jpeg(Image.open(photos[11]).convert("RGB").resize((640, 400)))
         posts = [
@@ -214,9 +216,9 @@ def test_ingest_decides_with_every_filter_and_explains_each_decision(gallery: Ga
     assert result("small", "image_rules")["code"] == "too_small"
     assert found["exactdup"][0].state == "rejected"
     assert result("exactdup", "exact_duplicate")["code"] == "duplicate_exact"
-    # the one indoor still life among landscapes: even the tiny model's GMM finds it foreign
-    wine = result("fresh-wine0", "gallery_fit")
-    assert (wine["verdict"], wine["code"]) == ("fail", "off_topic")
+    # a flat frame is far from every photo, even in the tiny random model's space
+    flat = result("magenta", "gallery_fit")
+    assert (flat["verdict"], flat["code"]) == ("fail", "off_topic")
     assert verdicts["watermark"] == {"fail", "borderline", "pass"}
     assert "fail" in verdicts["nsfw"] and "borderline" in verdicts["nsfw"]
     assert "pass" in verdicts["gallery_fit"]

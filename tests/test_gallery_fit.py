@@ -52,6 +52,12 @@ def test_bic_picks_the_number_of_clusters_in_the_data(n_clusters: int) -> None:
     assert report.dims == 16
 
 
+def test_a_small_reference_set_gets_few_components_not_one_per_image() -> None:
+    report = fit_gallery(clusters(3, 10), "test", max_dims=4)  # 24 fitted, 6 held out
+    assert max(r["components"] for r in report.bic) == 2
+    assert report.components <= 2
+
+
 def test_reduction_is_capped_by_the_data_size() -> None:
     report = fit_gallery(clusters(2, 20), "test", max_dims=128)
     assert report.dims == report.n_train // 4

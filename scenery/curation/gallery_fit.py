@@ -32,6 +32,9 @@ COVARIANCES = ("full", "diag")
 COMPONENT_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
 HELD_OUT_SHARE = 0.2
 SAMPLES_PER_DIM = 4  # PCA keeps at most n_train / 4 dimensions, so covariances stay estimable
+# Each component gets at least this many training images: below it a component can sit on one
+# or two points, its likelihood soars and BIC rewards the collapse (15 images chose 6 of them).
+SAMPLES_PER_COMPONENT = 10
 
 
 @dataclass
@@ -89,7 +92,11 @@ def fit_gallery(
     reduced = pca.transform(train)
     bic, best = [], None
     for covariance in covariances:
-        for k in (k for k in COMPONENT_GRID if k <= min(max_components, len(train) // 2)):
+        for k in (
+            k
+            for k in COMPONENT_GRID
+            if k <= min(max_components, max(1, len(train) // SAMPLES_PER_COMPONENT))
+        ):
             gmm = GaussianMixture(
                 k, covariance_type=covariance, reg_covar=1e-4, max_iter=200, random_state=seed
             ).fit(reduced)
