@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import tempfile
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -191,11 +193,18 @@ class Settings(BaseSettings):
             return self.secret_key
         path = self.root / "secret_key"
         if not path.exists():
+            # Several server workers may start at once: each writes its own temporary file and
+            # links it into place; the first link wins and every worker reads the winner's key.
             self.root.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(secrets.token_hex(32))
-            tmp.chmod(0o600)
-            tmp.replace(path)
+            fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=".secret_key.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as tmp:  # mkstemp makes it 0600
+                    tmp.write(secrets.token_hex(32))
+                os.link(tmp_name, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp_name)
         return path.read_text().strip()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,17 @@ def test_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
     assert len(first) == 64
     assert load_settings(data_dir=tmp_path).flask_secret() == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_workers_starting_together_share_one_secret_key(tmp_path: Path) -> None:
+    # gunicorn workers boot at once; each must end up with the same key and none may fail
+    barrier = threading.Barrier(8)
+
+    def boot() -> str:
+        barrier.wait()
+        return load_settings(data_dir=tmp_path).flask_secret()
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: boot(), range(8)))
+    assert keys == {(tmp_path / "secret_key").read_text()}
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # no temporary files left
