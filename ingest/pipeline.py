@@ -39,12 +39,10 @@ from ingest.state import (
 from ingest.summary import IngestSummary
 from ingest.work import Duplicate, Failed, Job, Prepared, prepare
 from scenery.context import Context
-from scenery.curation.chain import model_filters
+from scenery.curation.chain import model_filters, near_duplicate_filters
 from scenery.curation.duplicates import (
-    ClipDuplicate,
     ExactDuplicate,
     HashBank,
-    PerceptualDuplicate,
     exact_duplicate,
 )
 from scenery.curation.fitting import refit_if_due
@@ -241,18 +239,12 @@ class Ingest:
         self.summary.add_time("filter + store", time.perf_counter() - started)
 
     def _filters(self, bank: HashBank) -> list[Filter]:
-        settings = self.ctx.settings
         return [
             # The database was asked when the file was downloaded; since then only this run
             # can have stored the same bytes.
             ExactDuplicate(self._run_shas.get),
-            ImageRules.from_settings(settings),
-            PerceptualDuplicate(bank, settings.phash_max_distance),
-            ClipDuplicate(
-                self._nearest_published,
-                settings.clip_duplicate_similarity,
-                settings.clip_duplicate_borderline,
-            ),
+            ImageRules.from_settings(self.ctx.settings),
+            *near_duplicate_filters(self.ctx, bank),
             *model_filters(self.ctx),
         ]
 
@@ -265,10 +257,6 @@ class Ingest:
             return self._run_shas[sha256]
         with self.ctx.sessions() as session:
             return find_by_sha(session, [sha256]).get(sha256)
-
-    def _nearest_published(self, vector: np.ndarray) -> tuple[int, float] | None:
-        ids, scores = self.ctx.index.index.query(vector, k=1, ef=self.ctx.settings.index_ef_search)
-        return (int(ids[0]), float(scores[0])) if len(ids) else None
 
     def _prepared_batches(
         self, jobs: Sequence[Job]

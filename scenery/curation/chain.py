@@ -1,10 +1,15 @@
-"""The model-based curation filters, built from the newest saved models and the settings."""
+"""Filters built from the context: near-duplicate checks against the gallery, and the
+model-based filters from the newest saved models, as the settings enable them."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+
+import numpy as np
 
 from scenery.context import Context
+from scenery.curation.duplicates import ClipDuplicate, HashBank, PerceptualDuplicate
 from scenery.curation.gallery_fit import GalleryFit, load_gallery_model
 from scenery.curation.nsfw import NsfwFilter
 from scenery.curation.reference import reference_count
@@ -12,6 +17,29 @@ from scenery.curation.verdicts import Filter
 from scenery.curation.watermark import WatermarkFilter
 
 log = logging.getLogger(__name__)
+
+
+def nearest_published(ctx: Context) -> Callable[[np.ndarray], tuple[int, float] | None]:
+    """Look up a vector's most similar published image in the index: (image id, cosine)."""
+
+    def nearest(vector: np.ndarray) -> tuple[int, float] | None:
+        ids, scores = ctx.index.index.query(vector, k=1, ef=ctx.settings.index_ef_search)
+        return (int(ids[0]), float(scores[0])) if len(ids) else None
+
+    return nearest
+
+
+def near_duplicate_filters(ctx: Context, bank: HashBank) -> list[Filter]:
+    """Perceptual-hash (and mirror) duplicates in ``bank``, CLIP duplicates in the index."""
+    settings = ctx.settings
+    return [
+        PerceptualDuplicate(bank, settings.phash_max_distance),
+        ClipDuplicate(
+            nearest_published(ctx),
+            settings.clip_duplicate_similarity,
+            settings.clip_duplicate_borderline,
+        ),
+    ]
 
 
 def model_filters(ctx: Context) -> list[Filter]:

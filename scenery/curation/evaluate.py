@@ -16,12 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from scenery.config import GRID_THUMB
 from scenery.context import Context
-from scenery.curation.chain import model_filters
-from scenery.curation.duplicates import ClipDuplicate, ExactDuplicate, HashBank, PerceptualDuplicate
+from scenery.curation.chain import model_filters, near_duplicate_filters
+from scenery.curation.duplicates import ExactDuplicate, HashBank
 from scenery.curation.verdicts import (
     Decision,
     Facts,
@@ -127,7 +125,6 @@ def evaluate(
 
 
 def _filters(ctx: Context) -> list[Filter]:
-    settings = ctx.settings
     with ctx.sessions() as session:
         bank = HashBank.load(session)
 
@@ -135,16 +132,9 @@ def _filters(ctx: Context) -> list[Filter]:
         with ctx.sessions() as session:
             return find_by_sha(session, [sha256]).get(sha256)
 
-    def nearest(vector: np.ndarray) -> tuple[int, float] | None:
-        ids, scores = ctx.index.index.query(vector, k=1, ef=settings.index_ef_search)
-        return (int(ids[0]), float(scores[0])) if len(ids) else None
-
     return [
         ExactDuplicate(stored),
-        PerceptualDuplicate(bank, settings.phash_max_distance),
-        ClipDuplicate(
-            nearest, settings.clip_duplicate_similarity, settings.clip_duplicate_borderline
-        ),
+        *near_duplicate_filters(ctx, bank),
         *model_filters(ctx),
     ]
 
