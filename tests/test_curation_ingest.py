@@ -81,11 +81,6 @@ def gallery(
         settings = fake.settings(
             tmp_path,
             database_url=db_url,
-            clip_model="tiny-test",
-            warm_up=False,
-            index_refresh_seconds=0,
-            clip_duplicate_similarity=0.9999,
-            clip_duplicate_borderline=0.9998,
             gallery_fit=True,
             nsfw_clip=True,
             gmm_min_reference=20,
@@ -234,9 +229,7 @@ def test_cold_start_queues_every_candidate_the_other_filters_pass(
         posts = [make_post(p.stem, url=fake.add_photo(f"/img/{p.name}", p)) for p in photos[:4]]
         posts.append(make_post("copy", url=fake.add_photo("/img/copy.jpg", photos[0])))
         fake.add_posts("EarthPorn", posts)
-        settings = fake.settings(
-            tmp_path, database_url=db_url, clip_model="tiny-test", warm_up=False, gallery_fit=True
-        )
+        settings = fake.settings(tmp_path, database_url=db_url, gallery_fit=True)
         ctx = Context(settings, embedder=tiny_embedder)
         ctx.migrate()
         try:

@@ -74,18 +74,7 @@ def world(
 ) -> Iterator[World]:
     fake = FakeReddit()
     with fake.running():
-        settings = fake.settings(
-            tmp_path,
-            database_url=db_url,
-            clip_model="tiny-test",
-            warm_up=False,
-            index_refresh_seconds=0,
-            download_max_bytes=2_000_000,
-            # Random tiny-model weights put distinct photos close together: only near-identical
-            # embeddings count as CLIP duplicates here; pHash catches the edited copies.
-            clip_duplicate_similarity=0.9999,
-            clip_duplicate_borderline=0.9998,
-        )
+        settings = fake.settings(tmp_path, database_url=db_url, download_max_bytes=2_000_000)
         ctx = Context(settings, embedder=tiny_embedder)
         ctx.migrate()
         yield World(fake, ctx, settings, build_subreddit(fake, photos))

@@ -77,7 +77,7 @@ def test_sigkill_mid_run_then_rerun_leaves_everything_consistent(
                 body=photos[n].read_bytes(),
                 content_type="image/jpeg",
             )
-        settings = fake.settings(tmp_path, database_url=db_url, clip_model="tiny-test")
+        settings = fake.settings(tmp_path, database_url=db_url)
         ctx = Context(settings, embedder=tiny_embedder)
         ctx.migrate()
         env = env_for(fake, settings.data_dir, db_url)

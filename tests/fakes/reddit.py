@@ -199,6 +199,13 @@ class FakeReddit:
             "download_connect_timeout": 2.0,
             "download_read_timeout": 2.0,
             "allow_private_urls": True,
+            "clip_model": "tiny-test",
+            "warm_up": False,
+            "index_refresh_seconds": 0,
+            # Random tiny-model weights put distinct photos close together: only near-identical
+            # embeddings count as CLIP duplicates here; pHash catches the edited copies.
+            "clip_duplicate_similarity": 0.9999,
+            "clip_duplicate_borderline": 0.9998,
             # The model-based filters have their own tests and an end-to-end run of their own;
             # here the tiny random-weight model's gallery fit and CLIP NSFW scores would only
             # add noise (NudeNet stays on: it is real and landscape photos pass it).
