@@ -16,7 +16,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
@@ -24,14 +23,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ingest.fetch import Fetcher
+from ingest.record import Judged, record_failure, reject_as_copy, store_judged
 from ingest.reddit import BadListingRequest, ListingFailed, Post, RedditClient
 from ingest.resolve import Resolver
 from ingest.state import (
-    MAX_ATTEMPTS,
     add_candidates,
-    decide_candidate,
     decided_url,
-    finish_post_if_done,
     known_posts,
     pending_candidates,
     record_post,
@@ -51,28 +48,16 @@ from scenery.curation.verdicts import (
     Decision,
     Facts,
     Filter,
-    FilterResult,
     decide,
     prepare_filters,
     run_filters,
 )
 from scenery.db import transaction
-from scenery.library import add_embedding, find_by_sha, set_status
-from scenery.models import Candidate, CandidateState, Image, ImageStatus, PostOutcome
+from scenery.library import find_by_sha
+from scenery.models import PostOutcome
 
 log = logging.getLogger(__name__)
 PREPARE_NICENESS = 10
-
-IMAGE_STATUS = {
-    Decision.PUBLISH: ImageStatus.PUBLISHED,
-    Decision.QUEUE: ImageStatus.QUEUED,
-    Decision.REJECT: ImageStatus.REJECTED,
-}
-CANDIDATE_STATE = {
-    Decision.PUBLISH: CandidateState.PUBLISHED,
-    Decision.QUEUE: CandidateState.QUEUED,
-    Decision.REJECT: CandidateState.REJECTED,
-}
 
 
 class Ingest:
@@ -305,23 +290,16 @@ class Ingest:
         """A download whose bytes are already stored: rejected without decoding."""
         result = exact_duplicate(item.image_id)
         with transaction(self.ctx.sessions) as session:
-            self._store_decision_only(session, item.job, item.sha256, [result], result)
+            reject_as_copy(session, item.job, item.sha256, [result], result)
         self.summary.count(Decision.REJECT, [result])
 
     def _record_failure(self, item: Failed) -> None:
         with transaction(self.ctx.sessions) as session:
-            candidate = session.get(Candidate, item.job.candidate_id)
-            if candidate is None or candidate.state != CandidateState.PENDING:
-                return
-            candidate.attempts += 1
-            if item.retryable and candidate.attempts < MAX_ATTEMPTS:
-                self.summary.retry_later += 1
-                return
-            decide_candidate(
-                candidate, CandidateState.FAILED, item.reason, item.code, sha256=item.sha256
-            )
-            finish_post_if_done(session, candidate.post)
-        self.summary.failed[item.code] += 1
+            final = record_failure(session, item)
+        if final:
+            self.summary.failed[item.code] += 1
+        elif final is not None:
+            self.summary.retry_later += 1
 
     def _facts(
         self, ready: list[Prepared], vectors: np.ndarray, filters: list[Filter]
@@ -349,26 +327,19 @@ class Ingest:
         return Judged(item, facts.vector, decision, deciding, results)
 
     def _store(self, session: Session, judged: Judged) -> int | None:
-        """Write one decision; the new image's id, or None for an exact duplicate."""
-        exact = next((r for r in judged.results if r.code == "duplicate_exact"), None)
-        if exact is not None:
-            self._store_decision_only(
-                session, judged.item.job, judged.item.sha256, judged.results, exact
-            )
-            return None
-        return self._insert(session, judged)
+        return store_judged(session, judged, self.ctx.storage, self.ctx.embedder.name)
 
     def _store_alone(self, judged: Judged) -> int | None:
         try:
             with transaction(self.ctx.sessions) as session:
                 return self._store(session, judged)
-        except IntegrityError:
+        except IntegrityError:  # another process stored the same file meanwhile
             duplicate = exact_duplicate(self._stored_sha(judged.item.sha256))
             judged.decision, judged.deciding = Decision.REJECT, [duplicate]
             judged.results = [duplicate]
             with transaction(self.ctx.sessions) as session:
                 item = judged.item
-                self._store_decision_only(session, item.job, item.sha256, [duplicate], duplicate)
+                reject_as_copy(session, item.job, item.sha256, [duplicate], duplicate)
             return None
 
     def _apply(self, judged: Judged, image_id: int | None, bank: HashBank) -> None:
@@ -389,83 +360,6 @@ class Ingest:
         if judged.decision == Decision.PUBLISH:
             self.ctx.index.remove([image_id])
         bank.remove(image_id)
-
-    def _insert(self, session: Session, judged: Judged) -> int:
-        item, decision, deciding = judged.item, judged.decision, judged.deciding
-        job = item.job
-        filters_json = [r.as_json() for r in judged.results]
-        reason = "; ".join(r.reason for r in deciding) or None
-        code = deciding[0].code if deciding else None
-        matched = next((r.matched_image_id for r in deciding if r.matched_image_id), None)
-        image = Image(
-            sha256=item.sha256,
-            path=self.ctx.storage.original_relpath(item.sha256, item.extension),
-            width=item.width,
-            height=item.height,
-            bytes=len(item.data),
-            format=item.format,
-            phash=item.phash,
-            source="reddit",
-            source_name=job.url.rsplit("/", 1)[-1][:200],
-            reddit_subreddit=job.subreddit,
-            reddit_post_id=job.fullname,
-            reddit_permalink=job.permalink,
-            reddit_author=job.author,
-            reddit_title=job.title,
-            reddit_created_at=job.created_at,
-            curation={"decision": decision.value, "reason": reason, "filters": filters_json},
-        )
-        session.add(image)
-        set_status(session, image, IMAGE_STATUS[decision])
-        add_embedding(session, image, self.ctx.embedder.name, judged.vector)
-        session.flush()
-        candidate = session.get(Candidate, job.candidate_id)
-        assert candidate is not None
-        decide_candidate(
-            candidate,
-            CANDIDATE_STATE[decision],
-            reason,
-            code,
-            filters=filters_json,
-            sha256=item.sha256,
-            image_id=image.id,
-            matched_image_id=matched,
-        )
-        finish_post_if_done(session, candidate.post)
-        return image.id
-
-    def _store_decision_only(
-        self,
-        session: Session,
-        job: Job,
-        sha256: str,
-        results: list[FilterResult],
-        exact: FilterResult,
-    ) -> None:
-        """Reject a candidate as a duplicate of a stored file: no image row of its own."""
-        candidate = session.get(Candidate, job.candidate_id)
-        assert candidate is not None
-        decide_candidate(
-            candidate,
-            CandidateState.REJECTED,
-            exact.reason,
-            exact.code,
-            filters=[r.as_json() for r in results],
-            sha256=sha256,
-            matched_image_id=exact.matched_image_id,
-        )
-        finish_post_if_done(session, candidate.post)
-
-
-@dataclass
-class Judged:
-    """A prepared candidate with its filter results and decision, not yet stored."""
-
-    item: Prepared
-    vector: np.ndarray
-    decision: Decision
-    deciding: list[FilterResult]
-    results: list[FilterResult]
 
 
 def _yield_to_embedder() -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import click
+from PIL import Image as PILImage
 from rich.table import Table
 from sqlalchemy import select
 
@@ -77,8 +79,8 @@ def watermark(obj: dict[str, Any], limit: int, variants: int, seed: int) -> None
             .where(Image.status == ImageStatus.REJECTED, Candidate.review_reason == "watermark")
         ).all()
     random.Random(seed).shuffle(trusted)
-    references = _load(ctx.settings, trusted[:limit])
-    positives = _load(ctx.settings, labelled)
+    references = _StoredImages(ctx.settings, trusted[:limit])
+    positives = _StoredImages(ctx.settings, labelled)
     if len(references) < 8:
         raise CurationError(f"{len(references)} reference images: the detector needs at least 8")
     with console.status(f"training on {len(references)} images x {variants} watermarks"):
@@ -97,17 +99,30 @@ def watermark(obj: dict[str, Any], limit: int, variants: int, seed: int) -> None
     )
 
 
-def _load(settings: Settings, rows: list[Any]) -> list[Any]:
-    images = []
-    for _sha256, relpath in rows:
-        path = settings.root / relpath
-        if not path.is_file():
-            continue  # a rejected image whose file passed its retention period
+class _StoredImages(Sequence[PILImage.Image]):
+    """Stored image files, decoded only when the trainer reads them (it reads a chunk at a
+    time), so a thousand references do not sit in memory at once."""
+
+    def __init__(self, settings: Settings, rows: list[Any]) -> None:
+        self.max_pixels = settings.max_image_pixels
+        # a rejected image's file may be gone after its retention period
+        self.paths = [p for _sha, rel in rows if (p := settings.root / rel).is_file()]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @overload
+    def __getitem__(self, index: int) -> PILImage.Image: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[PILImage.Image]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        path = self.paths[index]
         try:
-            images.append(decode(path.read_bytes(), settings.max_image_pixels, TRAINING_EDGE).image)
-        except ImageRejected:
-            continue
-    return images
+            return decode(path.read_bytes(), self.max_pixels, TRAINING_EDGE).image
+        except ImageRejected as exc:
+            raise CurationError(f"stored image {path} cannot be read: {exc.reason}") from exc
 
 
 @click.command()

@@ -1,0 +1,126 @@
+"""Writing one candidate's decision: its image row, embedding and candidate state, or its
+rejection as a copy of a stored file, or its failure. Each call works inside the caller's
+transaction; the pipeline decides what goes into one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from ingest.state import MAX_ATTEMPTS, decide_candidate, finish_post_if_done
+from ingest.work import Failed, Job, Prepared
+from scenery.curation.verdicts import Decision, FilterResult
+from scenery.library import add_embedding, set_status
+from scenery.models import Candidate, CandidateState, Image, ImageStatus
+from scenery.storage import Storage
+
+IMAGE_STATUS = {
+    Decision.PUBLISH: ImageStatus.PUBLISHED,
+    Decision.QUEUE: ImageStatus.QUEUED,
+    Decision.REJECT: ImageStatus.REJECTED,
+}
+CANDIDATE_STATE = {
+    Decision.PUBLISH: CandidateState.PUBLISHED,
+    Decision.QUEUE: CandidateState.QUEUED,
+    Decision.REJECT: CandidateState.REJECTED,
+}
+
+
+@dataclass
+class Judged:
+    """A prepared candidate with its filter results and decision, not yet stored."""
+
+    item: Prepared
+    vector: np.ndarray
+    decision: Decision
+    deciding: list[FilterResult]
+    results: list[FilterResult]
+
+
+def store_judged(session: Session, judged: Judged, storage: Storage, embedder: str) -> int | None:
+    """Write one decision; the new image's id, or None for an exact duplicate."""
+    exact = next((r for r in judged.results if r.code == "duplicate_exact"), None)
+    if exact is not None:
+        item = judged.item
+        reject_as_copy(session, item.job, item.sha256, judged.results, exact)
+        return None
+    return _insert(session, judged, storage, embedder)
+
+
+def reject_as_copy(
+    session: Session, job: Job, sha256: str, results: list[FilterResult], exact: FilterResult
+) -> None:
+    """Reject a candidate as a duplicate of a stored file: no image row of its own."""
+    candidate = session.get(Candidate, job.candidate_id)
+    assert candidate is not None
+    decide_candidate(
+        candidate,
+        CandidateState.REJECTED,
+        exact.reason,
+        exact.code,
+        filters=[r.as_json() for r in results],
+        sha256=sha256,
+        matched_image_id=exact.matched_image_id,
+    )
+    finish_post_if_done(session, candidate.post)
+
+
+def record_failure(session: Session, item: Failed) -> bool | None:
+    """Count a failed download or decode: True when the candidate failed for good, False
+    when it will be tried again next run, None when it was decided already."""
+    candidate = session.get(Candidate, item.job.candidate_id)
+    if candidate is None or candidate.state != CandidateState.PENDING:
+        return None
+    candidate.attempts += 1
+    if item.retryable and candidate.attempts < MAX_ATTEMPTS:
+        return False
+    decide_candidate(candidate, CandidateState.FAILED, item.reason, item.code, sha256=item.sha256)
+    finish_post_if_done(session, candidate.post)
+    return True
+
+
+def _insert(session: Session, judged: Judged, storage: Storage, embedder: str) -> int:
+    item, decision, deciding = judged.item, judged.decision, judged.deciding
+    job = item.job
+    filters_json = [r.as_json() for r in judged.results]
+    reason = "; ".join(r.reason for r in deciding) or None
+    code = deciding[0].code if deciding else None
+    matched = next((r.matched_image_id for r in deciding if r.matched_image_id), None)
+    image = Image(
+        sha256=item.sha256,
+        path=storage.original_relpath(item.sha256, item.extension),
+        width=item.width,
+        height=item.height,
+        bytes=len(item.data),
+        format=item.format,
+        phash=item.phash,
+        source="reddit",
+        source_name=job.url.rsplit("/", 1)[-1][:200],
+        reddit_subreddit=job.subreddit,
+        reddit_post_id=job.fullname,
+        reddit_permalink=job.permalink,
+        reddit_author=job.author,
+        reddit_title=job.title,
+        reddit_created_at=job.created_at,
+        curation={"decision": decision.value, "reason": reason, "filters": filters_json},
+    )
+    session.add(image)
+    set_status(session, image, IMAGE_STATUS[decision])
+    add_embedding(session, image, embedder, judged.vector)
+    session.flush()
+    candidate = session.get(Candidate, job.candidate_id)
+    assert candidate is not None
+    decide_candidate(
+        candidate,
+        CANDIDATE_STATE[decision],
+        reason,
+        code,
+        filters=filters_json,
+        sha256=item.sha256,
+        image_id=image.id,
+        matched_image_id=matched,
+    )
+    finish_post_if_done(session, candidate.post)
+    return image.id
