@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scenery import __version__
+from scenery.cli_curation import COMMANDS as CURATION_COMMANDS
 from scenery.cli_support import console, context, domain_errors, progress_bar
 from scenery.config import Settings, load_settings
 from scenery.db import transaction
@@ -215,11 +216,5 @@ def ingest(
         raise SystemExit(1)
 
 
-def _register_curation() -> None:
-    from scenery.cli_curation import COMMANDS
-
-    for command in COMMANDS:
-        main.add_command(command)
-
-
-_register_curation()
+for _command in CURATION_COMMANDS:
+    main.add_command(_command)

@@ -1,11 +1,15 @@
-"""``scenery fit``, ``train watermark``, ``explain`` and ``evaluate``: the curation models."""
+"""``scenery fit``, ``train watermark``, ``explain`` and ``evaluate``: the curation models.
+
+The model modules (scikit-learn) are imported inside the commands, so other commands start
+without them.
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import click
 from PIL import Image as PILImage
@@ -14,14 +18,14 @@ from sqlalchemy import select
 
 from scenery.cli_support import console, context, domain_errors, progress_bar
 from scenery.config import Settings
-from scenery.curation.evaluate import Confusion, evaluate, labelled_files
 from scenery.curation.explain import explain as explain_decisions
-from scenery.curation.fitting import fit_gallery_model, refit_if_due
 from scenery.curation.reference import TRUSTED
-from scenery.curation.watermark import save_watermark, train_watermark
 from scenery.errors import CurationError, ImageRejected
 from scenery.imaging import decode
 from scenery.models import Candidate, Image, ImageStatus
+
+if TYPE_CHECKING:
+    from scenery.curation.evaluate import Confusion
 
 TRAINING_EDGE = 1024  # references are decoded this large before watermarks are drawn on them
 
@@ -32,6 +36,8 @@ TRAINING_EDGE = 1024  # references are decoded this large before watermarks are 
 @domain_errors
 def fit(obj: dict[str, Any], if_due: bool) -> None:
     """Fit the gallery model (PCA + GMM chosen by BIC) on the reference set."""
+    from scenery.curation.fitting import fit_gallery_model, refit_if_due
+
     ctx = context(obj)
     fitted = refit_if_due(ctx) if if_due else fit_gallery_model(ctx)
     if fitted is None:
@@ -70,6 +76,8 @@ def train() -> None:
 @domain_errors
 def watermark(obj: dict[str, Any], limit: int, variants: int, seed: int) -> None:
     """Train the watermark detector on synthetic watermarks over reference images."""
+    from scenery.curation.watermark import save_watermark, train_watermark
+
     ctx = context(obj)
     with ctx.sessions() as session:
         trusted = session.execute(select(Image.sha256, Image.path).where(TRUSTED)).all()
@@ -167,6 +175,8 @@ def explain(obj: dict[str, Any], key: str) -> None:
 @domain_errors
 def evaluate_(obj: dict[str, Any], root: Path) -> None:
     """Measure the filters on labelled folders: good/ offtopic/ watermark/ nsfw/ duplicate/."""
+    from scenery.curation.evaluate import evaluate, labelled_files
+
     ctx = context(obj)
     total = len(labelled_files(root))
     with progress_bar() as bar:
