@@ -6,6 +6,7 @@ real pipeline lists, resolves, downloads, decodes, hashes, embeds, filters and s
 fresh SQLite data dir. The fake server runs in a forked process, as a remote site would.
 "Embedding alone" is the same model encoding the same grid-size images in
 the same batch size, with nothing else running. ViT-B-32 uses random weights (no download).
+Each side runs --repeats times, alternating, and the fastest run of each counts.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from werkzeug.serving import make_server
 
 from bench._photos import photo_variants
 from ingest.runner import run_ingest
+from ingest.summary import IngestSummary
 from scenery.context import Context
 from scenery.embed import OpenClipEmbedder
 from scenery.imaging import thumbnail
@@ -35,6 +37,7 @@ from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
 
 THREADS: int | None = None  # torch threads; set from --threads
+REPEATS = 2  # runs of the pipeline and of embedding alone; the fastest of each counts
 CPU: dict[str, float] = {}  # process CPU seconds per image
 
 
@@ -73,14 +76,14 @@ def _cpu() -> float:
     return times.user + times.system
 
 
-def run_model(model: str, files: list[Path], root: Path) -> None:
-    embedder = OpenClipEmbedder(model, "none", batch_size=32, threads=THREADS)
-    embedder.load()
-    before = embedding_alone(embedder, files)
+def run_pipeline(
+    embedder: OpenClipEmbedder, model: str, files: list[Path], root: Path
+) -> tuple[IngestSummary, float, float]:
+    """One ingest of every file into a fresh data dir: (summary, seconds, CPU s per image)."""
     fake = FakeReddit()
     with forked_server(fake, files):
         settings = fake.settings(
-            root / model.replace("/", "_"),
+            root,
             clip_model=model,
             clip_batch_size=32,
             clip_duplicate_similarity=1.01,
@@ -97,15 +100,28 @@ def run_model(model: str, files: list[Path], root: Path) -> None:
         started, cpu = time.perf_counter(), _cpu()
         summary = run_ingest(ctx, ["EarthPorn"], limit=len(files))
         elapsed = time.perf_counter() - started
-        CPU["pipeline"] = (_cpu() - cpu) / len(files)
+        cpu_per_image = (_cpu() - cpu) / len(files)
         ctx.close()
+    return summary, elapsed, cpu_per_image
+
+
+def run_model(model: str, files: list[Path], root: Path) -> None:
+    embedder = OpenClipEmbedder(model, "none", batch_size=32, threads=THREADS)
+    embedder.load()
+    # Best of REPEATS on both sides, alternating, so a noisy neighbour flatters neither.
+    alone, best = 0.0, None
+    for repeat in range(REPEATS):
+        alone = max(alone, embedding_alone(embedder, files))
+        run = run_pipeline(embedder, model, files, root / f"{model.replace('/', '_')}-{repeat}")
+        if best is None or run[1] < best[1]:
+            best = run
+    assert best is not None
+    summary, elapsed, CPU["pipeline"] = best
     decided = summary.published + sum(summary.rejected.values()) + summary.queued
-    # The faster of two runs, before and after, so machine noise cannot flatter the ratio.
-    alone = max(before, embedding_alone(embedder, files))
     rate = decided / elapsed
     print(
         f"\n== {model} ({embedder.dim}-d): {decided} images decided "
-        f"({summary.published} published) in {elapsed:.1f} s"
+        f"({summary.published} published) in {elapsed:.1f} s (best of {REPEATS})"
     )
     print(f"{'stage (summed over items/threads)':36} {'ms/image':>9}")
     for stage, seconds in summary.seconds.most_common():
@@ -124,10 +140,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--model", action="append")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each side; best counts")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    global THREADS
-    THREADS = args.threads
+    global THREADS, REPEATS
+    THREADS, REPEATS = args.threads, args.repeats
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         files = photo_variants(root / "photos", args.images)

@@ -23,15 +23,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ingest.fetch import Fetcher
-from ingest.record import Judged, record_failure, reject_as_copy, store_judged
+from ingest.record import Judged, load_candidates, record_failure, reject_as_copy, store_judged
 from ingest.reddit import BadListingRequest, ListingFailed, Post, RedditClient
 from ingest.resolve import Resolver
 from ingest.state import (
     add_candidates,
-    decided_url,
+    decided_urls,
     known_posts,
     pending_candidates,
-    record_post,
+    record_posts,
 )
 from ingest.summary import IngestSummary
 from ingest.work import Duplicate, Failed, Job, Prepared, prepare
@@ -131,8 +131,9 @@ class Ingest:
         if dry_run or not resolved:
             return
         with transaction(self.ctx.sessions) as session:
+            rows = record_posts(session, [post for post, _ in resolved])
             for post, resolution in resolved:
-                row = record_post(session, post)
+                row = rows[post.fullname]
                 if resolution.skipped or not resolution.images:
                     row.outcome = PostOutcome.SKIPPED
                     row.reason = resolution.skipped or "no image"
@@ -146,8 +147,10 @@ class Ingest:
         self.downloads.mkdir(parents=True, exist_ok=True)
         with self.ctx.sessions() as session:
             jobs, known = [], []
-            for candidate in pending_candidates(session):
-                earlier = decided_url(session, candidate.url, candidate.id)
+            pending = pending_candidates(session)
+            decided = decided_urls(session, pending)
+            for candidate in pending:
+                earlier = decided.get(candidate.id)
                 match = earlier and (earlier.image_id or earlier.matched_image_id)
                 if earlier is not None and match:
                     # A repost of a file already judged: decided again without downloading it.
@@ -205,11 +208,13 @@ class Ingest:
         applied: list[tuple[Judged, int | None]] = []
         try:
             with transaction(self.ctx.sessions) as session:
+                loaded = load_candidates(session, [item.job.candidate_id for item in ready])
                 for item, facts in zip(ready, batch, strict=True):
                     judged = self._judge(item, facts, filters)
                     image_id = self._store(session, judged)
                     self._apply(judged, image_id, bank)
                     applied.append((judged, image_id))
+                del loaded
         except IntegrityError:  # another process stored one of these files: go one by one
             for judged, image_id in applied:
                 self._unapply(judged, image_id, bank)

@@ -7,13 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from ingest.state import MAX_ATTEMPTS, decide_candidate, finish_post_if_done
 from ingest.work import Failed, Job, Prepared
 from scenery.curation.verdicts import Decision, FilterResult
 from scenery.library import add_embedding, set_status
-from scenery.models import Candidate, CandidateState, Image, ImageStatus
+from scenery.models import Candidate, CandidateState, Image, ImageStatus, Post
 from scenery.storage import Storage
 
 IMAGE_STATUS = {
@@ -37,6 +38,20 @@ class Judged:
     decision: Decision
     deciding: list[FilterResult]
     results: list[FilterResult]
+
+
+def load_candidates(session: Session, ids: list[int]) -> list[Candidate]:
+    """Load a batch's candidates with their posts and the posts' other candidates in three
+    queries, so storing each decision finds them in the session instead of asking for each.
+
+    The session holds its objects weakly: keep the returned list while storing."""
+    return list(
+        session.scalars(
+            select(Candidate)
+            .where(Candidate.id.in_(ids))
+            .options(selectinload(Candidate.post).selectinload(Post.candidates))
+        )
+    )
 
 
 def store_judged(session: Session, judged: Judged, storage: Storage, embedder: str) -> int | None:
@@ -106,9 +121,9 @@ def _insert(session: Session, judged: Judged, storage: Storage, embedder: str) -
         reddit_created_at=job.created_at,
         curation={"decision": decision.value, "reason": reason, "filters": filters_json},
     )
+    add_embedding(session, image, embedder, judged.vector)  # before a flush: no lazy load
     session.add(image)
     set_status(session, image, IMAGE_STATUS[decision])
-    add_embedding(session, image, embedder, judged.vector)
     session.flush()
     candidate = session.get(Candidate, job.candidate_id)
     assert candidate is not None

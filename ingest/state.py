@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from ingest.reddit import Post
@@ -30,26 +30,38 @@ def known_posts(session: Session, fullnames: Sequence[str]) -> dict[str, PostOut
     return {fullname: outcome for fullname, outcome in rows}
 
 
-def record_post(session: Session, post: Post) -> PostRow:
-    """Insert a newly seen post (pending), or return the stored row."""
-    row = session.scalars(select(PostRow).where(PostRow.fullname == post.fullname)).one_or_none()
-    if row is None:
-        row = PostRow(
-            fullname=post.fullname,
-            subreddit=post.subreddit,
-            title=post.title,
-            author=post.author,
-            permalink=post.permalink,
-            url=post.url,
-            created_at=post.created_at,
-            score=post.score,
-            flair=post.flair,
-            over_18=post.over_18,
-            outcome=PostOutcome.PENDING,
+def record_posts(session: Session, posts: Sequence[Post]) -> dict[str, PostRow]:
+    """Rows for newly seen posts (pending) and the stored rows of known ones, by fullname.
+
+    One query loads the known rows with their candidates; new rows start with an empty
+    candidate list, so adding candidates asks the database nothing."""
+    fullnames = [p.fullname for p in posts]
+    rows = {
+        row.fullname: row
+        for row in session.scalars(
+            select(PostRow)
+            .where(PostRow.fullname.in_(fullnames))
+            .options(selectinload(PostRow.candidates))
         )
-        session.add(row)
-        session.flush()
-    return row
+    }
+    for post in posts:
+        if post.fullname not in rows:
+            rows[post.fullname] = PostRow(
+                fullname=post.fullname,
+                subreddit=post.subreddit,
+                title=post.title,
+                author=post.author,
+                permalink=post.permalink,
+                url=post.url,
+                created_at=post.created_at,
+                score=post.score,
+                flair=post.flair,
+                over_18=post.over_18,
+                outcome=PostOutcome.PENDING,
+                candidates=[],
+            )
+            session.add(rows[post.fullname])
+    return rows
 
 
 def add_candidates(session: Session, row: PostRow, refs: Sequence[ImageRef]) -> None:
@@ -83,17 +95,31 @@ def pending_candidates(session: Session, limit: int | None = None) -> list[Candi
     return list(session.scalars(query))
 
 
-def decided_url(session: Session, url: str, exclude_id: int) -> Candidate | None:
-    """Another candidate with this URL that already has a decision (reposts, crossposts)."""
-    return session.scalars(
-        select(Candidate)
-        .where(
-            Candidate.url_hash == url_hash(url),
-            Candidate.id != exclude_id,
-            Candidate.state != CandidateState.PENDING,
-        )
-        .limit(1)
-    ).one_or_none()
+def decided_urls(session: Session, candidates: Sequence[Candidate]) -> dict[int, Candidate]:
+    """For each candidate, another one with the same URL that was decided against a stored
+    image, its own or the one it duplicated (reposts, crossposts), by candidate id."""
+    hashes = {c.url_hash for c in candidates}
+    decided: dict[str, Candidate] = {}
+    for chunk in _chunks(sorted(hashes), 500):  # SQLite's bound-parameter limit
+        for row in session.scalars(
+            select(Candidate)
+            .where(
+                Candidate.url_hash.in_(chunk),
+                Candidate.state != CandidateState.PENDING,
+                or_(Candidate.image_id.is_not(None), Candidate.matched_image_id.is_not(None)),
+            )
+            .order_by(Candidate.id)
+        ):
+            decided.setdefault(row.url_hash, row)
+    return {
+        c.id: decided[c.url_hash]
+        for c in candidates
+        if c.url_hash in decided and decided[c.url_hash].id != c.id
+    }
+
+
+def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def finish_post_if_done(session: Session, row: PostRow) -> None:

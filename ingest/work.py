@@ -17,7 +17,7 @@ from ingest.fetch import Fetcher, FetchFailed
 from scenery.config import GRID_THUMB, Settings
 from scenery.curation.watermark import DETAIL, detail_view
 from scenery.errors import ImageRejected
-from scenery.imaging import decode, encode_webp, perceptual_hashes, thumbnail
+from scenery.imaging import decode, encode_thumbnail, perceptual_hashes, thumbnail
 from scenery.models import Candidate
 from scenery.storage import Storage
 
@@ -81,7 +81,7 @@ class Prepared:
     height: int
     small: Image.Image
     detail: Image.Image | None  # the watermark detector's 448x448 view, when it runs
-    small_webp: bytes
+    small_jpeg: bytes
     phash: str
     mirrored_phash: str
     timings: dict[str, float] = field(default_factory=dict)
@@ -131,7 +131,7 @@ def prepare(
         height=decoded.height,
         small=small,
         detail=detail_view(decoded.image) if detail else None,
-        small_webp=encode_webp(small),
+        small_jpeg=encode_thumbnail(small),
         phash=phash,
         mirrored_phash=mirrored_phash,
         timings=timings,
@@ -139,6 +139,6 @@ def prepare(
     # Content-addressed files, written here to overlap the disk's fsyncs with the embedder;
     # a crash before the decision commits leaves orphans that `scenery doctor --fix` removes.
     storage.save_original(prepared.sha256, prepared.extension, data)
-    storage.save_thumbnail(prepared.sha256, GRID_THUMB, prepared.small_webp)
+    storage.save_thumbnail(prepared.sha256, GRID_THUMB, prepared.small_jpeg)
     timings["hash + encode + write"] = time.perf_counter() - started
     return prepared

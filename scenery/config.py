@@ -22,8 +22,7 @@ from scenery.errors import ConfigError
 GRID_THUMB = 400
 """Longest edge of grid thumbnails, written at import time (they are embedded too)."""
 PAGE_THUMB = 1600
-"""Longest edge of image-page thumbnails, written on first request (WebP at this size costs
-~100 ms to encode, more than everything else an import does for an image)."""
+"""Longest edge of image-page thumbnails, written on first request rather than at import."""
 THUMB_SIZES = (GRID_THUMB, PAGE_THUMB)
 
 

@@ -27,6 +27,7 @@ ORIENTATION_TAG = 0x0112
 TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
 DECODE_EDGE = PAGE_THUMB
 HASH_SIZE = 16
+THUMB_EXT = "jpg"
 
 
 @dataclass(frozen=True)
@@ -120,10 +121,14 @@ def thumbnail(image: Image.Image, size: int) -> Image.Image:
     return thumb
 
 
-def encode_webp(image: Image.Image) -> bytes:
-    """Encode a thumbnail as WebP (method 1: 2.5x faster than the default for ~2% more bytes)."""
+def encode_thumbnail(image: Image.Image) -> bytes:
+    """Encode a thumbnail as JPEG (THUMB_EXT).
+
+    Measured on the bench photos at 400 px: JPEG quality 85 takes 0.4 ms and 24 KB, WebP
+    (quality 82, method 1) 3.9 ms and 19 KB. Every candidate an ingest run keeps gets one,
+    so the encoder's speed counts for more than a fifth of the bytes."""
     buffer = io.BytesIO()
-    image.save(buffer, "WEBP", quality=82, method=1)
+    image.save(buffer, "JPEG", quality=85)
     return buffer.getvalue()
 
 

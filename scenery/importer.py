@@ -18,7 +18,7 @@ from scenery.config import GRID_THUMB
 from scenery.context import Context
 from scenery.db import transaction
 from scenery.errors import ImageRejected
-from scenery.imaging import decode, encode_webp, perceptual_hash, thumbnail
+from scenery.imaging import decode, encode_thumbnail, perceptual_hash, thumbnail
 from scenery.library import add_embedding, find_by_sha, set_status
 from scenery.models import Image, ImageStatus
 
@@ -49,7 +49,7 @@ class _Prepared:
     small: PILImage.Image  # the grid thumbnail, embedded in place of the full image
     data: bytes
     extension: str
-    small_webp: bytes
+    small_jpeg: bytes
 
 
 def discover(paths: Iterable[Path]) -> list[Path]:
@@ -159,7 +159,7 @@ class Importer:
             small=small,
             data=data,
             extension=decoded.extension,
-            small_webp=encode_webp(small),
+            small_jpeg=encode_thumbnail(small),
         )
 
     def _store(
@@ -171,7 +171,7 @@ class Importer:
         # Files go in only now, after the model has worked, and before the rows that name them.
         for item in prepared:
             self.ctx.storage.save_original(item.sha256, item.extension, item.data)
-            self.ctx.storage.save_thumbnail(item.sha256, GRID_THUMB, item.small_webp)
+            self.ctx.storage.save_thumbnail(item.sha256, GRID_THUMB, item.small_jpeg)
         try:
             ids = self._insert(prepared, vectors)
         except IntegrityError:

@@ -1,4 +1,4 @@
-"""Content-addressed files under the data dir: originals and WebP thumbnails, written atomically."""
+"""Content-addressed files under the data dir: originals and JPEG thumbnails, written atomically."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 from scenery.config import GRID_THUMB, THUMB_SIZES
 from scenery.errors import ImageRejected, NotFound
-from scenery.imaging import decode, encode_webp, thumbnail
+from scenery.imaging import THUMB_EXT, decode, encode_thumbnail, thumbnail
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 EXTENSIONS = frozenset({"jpg", "png", "webp", "gif", "bmp", "tiff"})
@@ -60,7 +60,7 @@ class Storage:
     def thumb_path(self, sha256: str, size: int) -> Path:
         if size not in THUMB_SIZES:
             raise NotFound(f"no thumbnail size {size}")
-        return self.root / "thumbs" / str(size) / f"{_fanout(_check_sha(sha256))}.webp"
+        return self.root / "thumbs" / str(size) / f"{_fanout(_check_sha(sha256))}.{THUMB_EXT}"
 
     def save_original(self, sha256: str, ext: str, data: bytes) -> str:
         """Store original bytes under their content address; return the relative path."""
@@ -70,9 +70,9 @@ class Storage:
             atomic_write(path, lambda handle: handle.write(data))
         return relpath
 
-    def save_thumbnail(self, sha256: str, size: int, webp: bytes) -> None:
-        """Store an encoded WebP thumbnail."""
-        atomic_write(self.thumb_path(sha256, size), lambda handle: handle.write(webp))
+    def save_thumbnail(self, sha256: str, size: int, encoded: bytes) -> None:
+        """Store an encoded thumbnail (``encode_thumbnail``)."""
+        atomic_write(self.thumb_path(sha256, size), lambda handle: handle.write(encoded))
 
     def has_files(self, sha256: str, ext: str) -> bool:
         """Whether the original and its grid thumbnail exist (larger ones come on demand)."""
@@ -96,7 +96,7 @@ class Storage:
                 decoded = decode(original.read_bytes(), max_pixels)
             except ImageRejected as exc:
                 raise NotFound(f"original {sha256} cannot be decoded: {exc.reason}") from exc
-            self.save_thumbnail(sha256, size, encode_webp(thumbnail(decoded.image, size)))
+            self.save_thumbnail(sha256, size, encode_thumbnail(thumbnail(decoded.image, size)))
         return path
 
     def remove(self, sha256: str, ext: str) -> None:

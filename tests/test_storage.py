@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from scenery.errors import NotFound
-from scenery.imaging import encode_webp
+from scenery.imaging import encode_thumbnail
 from scenery.storage import Storage, atomic_write
 
 SHA = hashlib.sha256(b"x").hexdigest()
@@ -59,12 +59,12 @@ def test_refuses_unknown_extensions_and_sizes(tmp_path: Path) -> None:
         storage.thumb_path(SHA, 123)
 
 
-def test_thumbnails_are_webp_and_removable(tmp_path: Path) -> None:
+def test_thumbnails_are_jpeg_and_removable(tmp_path: Path) -> None:
     storage = Storage(tmp_path)
     storage.save_original(SHA, "png", b"x")
-    storage.save_thumbnail(SHA, 400, encode_webp(Image.new("RGB", (400, 300))))
+    storage.save_thumbnail(SHA, 400, encode_thumbnail(Image.new("RGB", (400, 300))))
     assert storage.has_files(SHA, "png")
-    assert Image.open(storage.thumb_path(SHA, 400)).format == "WEBP"
+    assert Image.open(storage.thumb_path(SHA, 400)).format == "JPEG"
     storage.remove(SHA, "png")
     assert not storage.has_files(SHA, "png")
     assert not storage.original_path(SHA, "png").exists()

@@ -30,7 +30,7 @@ def original(sha256: str, ext: str) -> Response:
     return _send(context().storage.original_path, sha256, ext)
 
 
-@bp.get("/thumbs/<int:size>/<string:sha256>.webp")
+@bp.get("/thumbs/<int:size>/<string:sha256>.jpg")
 def thumbnail(size: int, sha256: str) -> Response:
     ctx = context()
     return _send(ctx.storage.ensure_thumbnail, sha256, size, ctx.settings.max_image_pixels)
