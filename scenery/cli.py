@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scenery import __version__
+from scenery.cli_admin import COMMANDS as ADMIN_COMMANDS
 from scenery.cli_curation import COMMANDS as CURATION_COMMANDS
 from scenery.cli_support import console, context, domain_errors, progress_bar
 from scenery.config import Settings, load_settings
@@ -216,5 +217,5 @@ def ingest(
         raise SystemExit(1)
 
 
-for _command in CURATION_COMMANDS:
+for _command in (*CURATION_COMMANDS, *ADMIN_COMMANDS):
     main.add_command(_command)

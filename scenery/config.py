@@ -125,6 +125,17 @@ class Settings(BaseSettings):
     nsfw_clip_threshold: float = Field(default=0.8, ge=0, le=1)
     nsfw_clip_borderline: float = Field(default=0.5, ge=0, le=1)
 
+    # -- admin --------------------------------------------------------------------------------
+    login_max_failures: int = Field(default=5, ge=1)  # wrong passwords in a row before a lock
+    login_lock_seconds: int = Field(default=300, ge=1)  # how long the lock lasts
+    secure_cookies: bool = False  # set behind HTTPS: session cookies only over TLS
+    # Drift alert: two-sample Kolmogorov-Smirnov statistic between the reference set's and the
+    # last 7 days' gallery-fit scores, and the change in acceptance rate (published share of
+    # decided candidates) between the last 7 days and the 28 before them.
+    drift_ks_threshold: float = Field(default=0.35, gt=0, le=1)
+    drift_min_candidates: int = Field(default=20, ge=1)
+    acceptance_change_threshold: float = Field(default=0.25, gt=0, le=1)
+
     # Load the model and open the index in the background when the web app starts, so the
     # first search does not wait for them.
     warm_up: bool = True

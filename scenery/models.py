@@ -1,4 +1,4 @@
-"""Database tables: images, their embeddings, and the log of publication changes."""
+"""Database tables: images, embeddings, Reddit posts and candidates, admin accounts, feeds."""
 
 from __future__ import annotations
 
@@ -215,3 +215,51 @@ class Candidate(Base):
     post: Mapped[Post] = relationship(back_populates="candidates")
 
     __table_args__ = (UniqueConstraint("post_id", "key", name="uq_candidates_post_key"),)
+
+
+class AdminUser(Base):
+    """A person who may use /admin; the password is kept only as an Argon2id hash."""
+
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LoginThrottle(Base):
+    """Failed logins in a row for one key (a user name, or a client address), and any lock."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Subscription(Base):
+    """A subreddit the gallery follows: which listing, how many posts, how often."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subreddit: Mapped[str] = mapped_column(String(64))
+    listing: Mapped[str] = mapped_column(String(16), default="new")
+    time_filter: Mapped[str | None] = mapped_column(String(8))
+    post_limit: Mapped[int] = mapped_column(Integer, default=100)
+    interval_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The last run: when it started and ended, how it went, what it counted.
+    running_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[str | None] = mapped_column(String(16))  # ok, failed
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (
+        UniqueConstraint("subreddit", "listing", "time_filter", name="uq_subscriptions_feed"),
+    )

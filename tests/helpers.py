@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+from flask.testing import FlaskClient
 
 from scenery.context import Context
 from scenery.importer import Importer
@@ -29,3 +32,14 @@ def import_colours(
     report = Importer(ctx).run(files)
     assert not report.failed, report.failed
     return {path.stem: image_id for path, image_id in report.imported}
+
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_token(client: FlaskClient, path: str) -> str:
+    """The CSRF token a page's forms carry, as a browser would read it from the page."""
+    page = client.get(path).get_data(as_text=True)
+    match = CSRF_RE.search(page)
+    assert match, f"no csrf_token on {path}"
+    return match.group(1)

@@ -18,7 +18,7 @@ from scenery.library import get_image, set_status
 from scenery.models import ImageStatus
 from tests import badfiles
 from tests.fakes.embedders import ColourEmbedder, solid
-from tests.helpers import PALETTE, import_colours
+from tests.helpers import PALETTE, csrf_token, import_colours
 from web import create_app
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -133,7 +133,9 @@ def test_api_image_search_finds_the_closest(client: FlaskClient, app: Flask) -> 
 
 
 def test_image_search_page_shows_matches(client: FlaskClient, app: Flask) -> None:
-    response = client.post("/search/image", data={"image": (png((20, 30, 200)), "q.png")})
+    token = csrf_token(client, "/search/image")
+    form = {"image": (png((20, 30, 200)), "q.png"), "csrf_token": token}
+    response = client.post("/search/image", data=form)
     page = response.get_data(as_text=True)
     assert response.status_code == 200
     assert page.find(f"/image/{ids(app)['blue']}") < page.find(f"/image/{ids(app)['red']}")
@@ -150,7 +152,9 @@ def test_image_search_refuses_bad_uploads(client: FlaskClient) -> None:
     assert bomb.status_code == 400 and "decompression bomb" in bomb.get_json()["message"]
     missing = client.post("/api/search/image", data={})
     assert missing.status_code == 400
-    page = client.post("/search/image", data={"image": (io.BytesIO(b"junk"), "c.jpg")})
+    token = csrf_token(client, "/search/image")
+    junk = {"image": (io.BytesIO(b"junk"), "c.jpg"), "csrf_token": token}
+    page = client.post("/search/image", data=junk)
     assert page.status_code == 400 and "Unusable image" in page.get_data(as_text=True)
 
 

@@ -45,12 +45,16 @@ def create_app(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + 64 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,  # valid as long as the session: a long review is not cut off
         SEND_FILE_MAX_AGE_DEFAULT=3600,
     )
     app.config.update(config or {})
     app.extensions["scenery"] = context
 
-    from web import api, errors, gallery, media, urls
+    from flask_wtf.csrf import CSRFProtect
+
+    from web import admin, api, errors, gallery, media, urls
+    from web.auth import init_auth
 
     app.jinja_env.globals.update(
         page_url=urls.page_url,
@@ -62,6 +66,10 @@ def create_app(
     app.register_blueprint(gallery.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(media.bp)
+    init_auth(app)
+    app.register_blueprint(admin.bp)
+    csrf = CSRFProtect(app)  # every POST, PUT, PATCH and DELETE needs the session's token
+    csrf.exempt(api.bp)  # the JSON API is read-only (search by image is a POST with a file)
     errors.register(app)
 
     @app.teardown_appcontext

@@ -6,9 +6,12 @@ import logging
 from typing import Any
 
 from flask import Flask, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from scenery.accounts import AccountError
 from scenery.errors import ImageRejected, ModelLoadError, NotFound
+from scenery.review import ReviewError
 from web.services import BadRequest
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,15 @@ def register(app: Flask) -> None:
     @app.errorhandler(BadRequest)
     def _bad_request(exc: BadRequest) -> tuple[Any, int]:
         return _respond(400, "Bad request", str(exc))
+
+    @app.errorhandler(ReviewError)
+    @app.errorhandler(AccountError)
+    def _refused(exc: ReviewError | AccountError) -> tuple[Any, int]:
+        return _respond(409, "Cannot do that", str(exc))
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc: CSRFError) -> tuple[Any, int]:
+        return _respond(400, "Form expired", f"{exc.description} Reload the page and try again.")
 
     @app.errorhandler(ImageRejected)
     def _rejected(exc: ImageRejected) -> tuple[Any, int]:

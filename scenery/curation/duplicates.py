@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scenery.curation.verdicts import Facts, FilterResult, Verdict
+from scenery.curation.verdicts import Facts, FilterResult, Verdict, band_margin
 from scenery.models import Image, ImageStatus
 
 WORDS = 4  # a 256-bit hash as four uint64 words
@@ -138,5 +138,6 @@ class ClipDuplicate:
                 f"possible duplicate: {detail}",
                 "possible_duplicate",
                 image_id,
+                band_margin(similarity, self.borderline_at, self.fail_at),
             )
         return FilterResult(self.name, Verdict.PASS, similarity, detail, "ok", image_id)

@@ -22,7 +22,7 @@ from sklearn.mixture import GaussianMixture
 
 from scenery.config import Settings
 from scenery.curation.artifacts import Artifact, latest_meta, load_latest, save_artifact
-from scenery.curation.verdicts import Facts, FilterResult, Verdict
+from scenery.curation.verdicts import Facts, FilterResult, Verdict, band_margin
 
 log = logging.getLogger(__name__)
 
@@ -200,4 +200,5 @@ class GalleryFit:
         else:
             verdict, code, where = Verdict.FAIL, "off_topic", "does not fit the gallery"
         reason = f"{where}: log-likelihood {score:.1f} (pass {self.model.threshold:.1f})"
-        return FilterResult(self.name, verdict, score, reason, code)
+        margin = band_margin(score, self.model.borderline, self.model.threshold)
+        return FilterResult(self.name, verdict, score, reason, code, margin=margin)

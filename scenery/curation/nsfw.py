@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from scenery.config import Settings
-from scenery.curation.verdicts import Facts, FilterResult, Verdict
+from scenery.curation.verdicts import Facts, FilterResult, Verdict, band_margin
 from scenery.embed import Embedder, normalise
 from scenery.errors import ModelLoadError
 
@@ -302,7 +302,9 @@ class NsfwFilter:
         score = max(s.value / max(s.threshold, 1e-6) for s in signals.values())
         reason = ", ".join(_describe(name, s) for name, s in signals.items())
         code = "ok" if verdict == Verdict.PASS else "nsfw"
-        return FilterResult(self.name, verdict, round(score, 4), reason, code)
+        margins = [band_margin(s.value, s.borderline, s.threshold) for s in signals.values()]
+        margin = min((m for m in margins if m is not None), default=None)
+        return FilterResult(self.name, verdict, round(score, 4), reason, code, margin=margin)
 
 
 def _describe(name: str, signal: _Signal) -> str:

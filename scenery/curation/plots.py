@@ -1,10 +1,10 @@
-"""Charts of the curation models, rendered to PNG files (matplotlib, no display)."""
+"""Charts of the curation models and decisions, rendered to PNG (matplotlib, no display)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -18,7 +18,9 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_bic(bic: Sequence[dict[str, Any]], chosen: tuple[int, str], path: Path) -> Path:
+def plot_bic(
+    bic: Sequence[dict[str, Any]], chosen: tuple[int, str], path: Path | BinaryIO
+) -> Path | BinaryIO:
     """The BIC of every fit tried, per covariance type, the chosen one marked."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
@@ -42,7 +44,7 @@ def plot_bic(bic: Sequence[dict[str, Any]], chosen: tuple[int, str], path: Path)
     ax.set_ylabel("BIC (lower is better)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
     return path
 
@@ -52,8 +54,8 @@ def plot_scores(
     candidates: np.ndarray,
     threshold: float,
     borderline: float,
-    path: Path,
-) -> Path:
+    path: Path | BinaryIO,
+) -> Path | BinaryIO:
     """Histograms of gallery-fit scores: held-out references against recent candidates."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
@@ -69,6 +71,29 @@ def plot_scores(
     ax.set_xlabel("log-likelihood")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path
+
+
+def plot_daily(days: Sequence[Any], path: Path | BinaryIO) -> Path | BinaryIO:
+    """Decisions per day (``monitoring.DailyCounts``) as stacked bars."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3), dpi=100)
+    labels = [d.day.strftime("%m-%d") for d in days]
+    bottom = np.zeros(len(days))
+    colours = {"published": "#3a7d44", "queued": "#d9a21b", "rejected": "#b23a48", "failed": "#888"}
+    for decision, colour in colours.items():
+        values = np.array([d.decisions.get(decision, 0) for d in days], dtype=float)
+        if values.any():
+            ax.bar(labels, values, bottom=bottom, color=colour, label=decision)
+            bottom += values
+    if not days:
+        ax.text(0.5, 0.5, "no decisions yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylabel("candidates")
+    if days:
+        ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
     plt.close(fig)
     return path

@@ -35,6 +35,9 @@ class FilterResult:
     reason: str
     code: str  # short and stable, for tallies: "too_small", "duplicate_phash", ...
     matched_image_id: int | None = None
+    # How far the score lies from the nearer of the filter's two thresholds (queue at, fail or
+    # pass at), in widths of the band between them: 0 sits on a threshold. None: no band.
+    margin: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "verdict": self.verdict.value}
@@ -68,6 +71,14 @@ class BatchPreparing(Protocol):
     """A filter that does its model work for a whole batch at once before ``check``."""
 
     def prepare(self, batch: Sequence[Facts]) -> None: ...
+
+
+def band_margin(score: float, one: float, other: float) -> float | None:
+    """Distance from ``score`` to the nearer of two thresholds, in band widths (see margin)."""
+    width = abs(other - one)
+    if width <= 0:
+        return None
+    return round(min(abs(score - one), abs(score - other)) / width, 4)
 
 
 def decide(results: Sequence[FilterResult]) -> tuple[Decision, list[FilterResult]]:

@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from scenery.config import Settings
 from scenery.curation.artifacts import Artifact, load_latest, save_artifact
-from scenery.curation.verdicts import Facts, FilterResult, Verdict
+from scenery.curation.verdicts import Facts, FilterResult, Verdict, band_margin
 from scenery.curation.watermark_synth import add_watermark
 from scenery.embed import Embedder
 from scenery.errors import ModelLoadError
@@ -280,11 +280,14 @@ class WatermarkFilter:
         if probability is None:
             probability = self._probabilities([facts])[0]
         reason = f"watermark probability {probability:.2f}"
+        margin = band_margin(probability, self.borderline, self.threshold)
         if probability >= self.threshold:
-            return FilterResult(self.name, Verdict.FAIL, probability, reason, "watermark")
-        if probability >= self.borderline:
-            return FilterResult(self.name, Verdict.BORDERLINE, probability, reason, "watermark")
-        return FilterResult(self.name, Verdict.PASS, probability, reason, "ok")
+            verdict, code = Verdict.FAIL, "watermark"
+        elif probability >= self.borderline:
+            verdict, code = Verdict.BORDERLINE, "watermark"
+        else:
+            verdict, code = Verdict.PASS, "ok"
+        return FilterResult(self.name, verdict, probability, reason, code, margin=margin)
 
     def _probabilities(self, batch: Sequence[Facts]) -> list[float]:
         if not batch:

@@ -1,0 +1,301 @@
+"""The admin's decisions: the review queue, approve and reject, unpublish, delete, retitle,
+near-duplicate pairs. No web code: the admin pages and tests call these.
+
+Every change of visibility goes through ``set_status`` (so vector indexes catch up from the
+publication log), and every decision on a pipeline candidate records who made it and when.
+Approvals join the reference set; labelled rejections become training negatives
+(``scenery.curation.reference``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+
+from scenery.errors import NotFound, SceneryError
+from scenery.library import set_status
+from scenery.models import Candidate, CandidateState, Image, ImageStatus, as_utc, utcnow
+from scenery.storage import Storage
+
+# Reasons an admin gives for a rejection: stored code -> label shown.
+REJECT_REASONS = {
+    "off_topic": "off-topic",
+    "low_quality": "low quality",
+    "watermark": "watermark",
+    "nsfw": "nsfw",
+    "duplicate": "duplicate",
+}
+DUPLICATE_CODES = ("duplicate_phash", "duplicate_clip", "possible_duplicate")
+UNSCORED = 2.0  # queue position of items no filter could place near a threshold
+
+
+class ReviewError(SceneryError):
+    """A decision that cannot be carried out (unknown reason, files already purged...)."""
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    image: Image
+    candidate: Candidate | None
+    margin: float  # distance of the nearest borderline score to a threshold (band widths)
+    matched: Image | None  # the image a possible duplicate resembles
+    match_result: dict[str, Any] | None  # the filter result that named it
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return list(self.candidate.filters) if self.candidate else []
+
+
+def uncertainty_margin(results: Iterable[dict[str, Any]]) -> float:
+    """The smallest margin among a candidate's borderline results; UNSCORED when none has one."""
+    margins = [
+        float(r["margin"])
+        for r in results
+        if r.get("verdict") == "borderline" and r.get("margin") is not None
+    ]
+    return min(margins, default=UNSCORED)
+
+
+def review_queue(session: Session) -> list[QueueItem]:
+    """Queued images, most uncertain first (closest to a threshold), then oldest first."""
+    rows = session.execute(
+        select(Image, Candidate)
+        .outerjoin(Candidate, Candidate.image_id == Image.id)
+        .where(Image.status == ImageStatus.QUEUED)
+        .order_by(Image.id)
+    ).all()
+    seen: set[int] = set()
+    items = []
+    for image, candidate in rows:
+        if image.id in seen:
+            continue
+        seen.add(image.id)
+        results = candidate.filters if candidate else []
+        match = _match_result(results)
+        items.append(QueueItem(image, candidate, uncertainty_margin(results), None, match))
+    wanted = [int(i.match_result["matched_image_id"]) for i in items if i.match_result]
+    matched = _images(session, wanted)
+    items = [
+        QueueItem(
+            i.image,
+            i.candidate,
+            i.margin,
+            matched.get(int(i.match_result["matched_image_id"])) if i.match_result else None,
+            i.match_result,
+        )
+        for i in items
+    ]
+    return sorted(items, key=lambda i: (i.margin, i.image.id))
+
+
+def _match_result(results: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The duplicate filter's result that names another image, when it was not a clear pass."""
+    for result in results:
+        if result.get("matched_image_id") and result.get("verdict") in ("borderline", "fail"):
+            return result
+    return None
+
+
+def _images(session: Session, ids: Sequence[int]) -> dict[int, Image]:
+    if not ids:
+        return {}
+    return {i.id: i for i in session.scalars(select(Image).where(Image.id.in_(set(ids))))}
+
+
+def _load(session: Session, image_ids: Sequence[int]) -> list[tuple[Image, Candidate | None]]:
+    images = _images(session, image_ids)
+    missing = set(image_ids) - set(images)
+    if missing:
+        raise NotFound(f"no image {min(missing)}")
+    candidates = {
+        c.image_id: c
+        for c in session.scalars(select(Candidate).where(Candidate.image_id.in_(list(images))))
+    }
+    return [(images[i], candidates.get(i)) for i in dict.fromkeys(image_ids)]
+
+
+def _review(
+    candidate: Candidate | None, verdict: str | None, reason: str | None, user: str
+) -> None:
+    if candidate is None:
+        return
+    candidate.review = verdict
+    candidate.review_reason = reason
+    candidate.reviewed_by = user if verdict else None
+    candidate.reviewed_at = utcnow() if verdict else None
+
+
+def approve(session: Session, image_ids: Sequence[int], user: str) -> list[Image]:
+    """Publish images (queued, rejected or unpublished) and record the approval."""
+    done = []
+    for image, candidate in _load(session, image_ids):
+        if image.status == ImageStatus.DELETED:
+            raise ReviewError(f"image {image.id} was deleted")
+        if image.purged_at is not None:
+            raise ReviewError(f"image {image.id}'s files were dropped after the retention period")
+        set_status(session, image, ImageStatus.PUBLISHED)
+        _review(candidate, "approved", None, user)
+        done.append(image)
+    return done
+
+
+def reject(session: Session, image_ids: Sequence[int], reason: str, user: str) -> list[Image]:
+    """Hide images with a reason; the reason labels them as training negatives."""
+    if reason not in REJECT_REASONS:
+        raise ReviewError(f"unknown reason {reason!r}: one of {', '.join(REJECT_REASONS)}")
+    done = []
+    for image, candidate in _load(session, image_ids):
+        if image.status == ImageStatus.DELETED:
+            continue
+        set_status(session, image, ImageStatus.REJECTED)
+        _review(candidate, "rejected", reason, user)
+        done.append(image)
+    return done
+
+
+def unpublish(session: Session, image_ids: Sequence[int]) -> list[Image]:
+    """Take published images out of the gallery and back into the queue, undecided."""
+    done = []
+    for image, candidate in _load(session, image_ids):
+        if image.status == ImageStatus.PUBLISHED:
+            set_status(session, image, ImageStatus.QUEUED)
+            _review(candidate, None, None, "")
+            done.append(image)
+    return done
+
+
+def delete(session: Session, storage: Storage, image_ids: Sequence[int], user: str) -> list[Image]:
+    """Delete images: out of the gallery for good and their files removed. The row (and its
+    hash) stays, so the same file is recognised and not downloaded again."""
+    done = []
+    for image, candidate in _load(session, image_ids):
+        if image.status == ImageStatus.DELETED:
+            continue
+        set_status(session, image, ImageStatus.DELETED)
+        image.purged_at = utcnow()
+        if candidate is not None and candidate.review is None:
+            _review(candidate, "rejected", None, user)
+        done.append(image)
+    session.flush()
+    for image in done:  # after the rows: a failed commit leaves files without a visible row
+        storage.remove(image.sha256, image.extension)
+    return done
+
+
+def retitle(session: Session, image_id: int, title: str) -> Image:
+    """Set the title shown in the gallery; an empty title falls back to Reddit's or the file's."""
+    ((image, _),) = _load(session, [image_id])
+    image.title = title.strip()[:300] or None
+    return image
+
+
+# -- rejected log ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rejection:
+    candidate: Candidate
+    image: Image | None  # None for exact copies (no file of their own) and failed downloads
+    code: str  # the admin's reason, or the deciding filter's code
+    at: datetime | None
+
+
+REJECTED = (Candidate.review == "rejected") | (
+    Candidate.review.is_(None)
+    & Candidate.state.in_([CandidateState.REJECTED, CandidateState.FAILED])
+)
+REJECTION_CODE = func.coalesce(Candidate.review_reason, Candidate.reason_code, "unknown")
+REJECTED_AT = func.coalesce(Candidate.reviewed_at, Candidate.decided_at)
+
+
+def rejected_log(
+    session: Session,
+    *,
+    reason: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[Rejection], int]:
+    """Rejected and failed candidates, newest first, optionally by reason code and date range
+    (the admin's reason and time where an admin rejected it, else the pipeline's)."""
+    code, at = REJECTION_CODE, REJECTED_AT
+    conditions = [REJECTED]
+    if reason:
+        conditions.append(code == reason)
+    if since:
+        conditions.append(at >= since)
+    if until:
+        conditions.append(at < until)
+    total = session.scalar(select(func.count()).select_from(Candidate).where(*conditions)) or 0
+    image = aliased(Image)
+    rows = session.execute(
+        select(Candidate, image, REJECTION_CODE, REJECTED_AT)
+        .outerjoin(image, image.id == Candidate.image_id)
+        .where(*conditions)
+        .order_by(REJECTED_AT.desc(), Candidate.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return [Rejection(c, i, code, as_utc(at)) for c, i, code, at in rows], int(total)
+
+
+def rejection_codes(session: Session) -> list[str]:
+    """Every reason code the rejected log can be filtered by."""
+    return sorted(session.scalars(select(REJECTION_CODE).where(REJECTED).distinct()))
+
+
+# -- near-duplicate pairs --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    candidate: Candidate
+    image: Image  # the candidate's own file
+    matched: Image  # the stored image it resembles
+    result: dict[str, Any]  # the duplicate filter's result (score: similarity or distance)
+
+    @property
+    def candidate_is_larger(self) -> bool:
+        return self.image.width * self.image.height > self.matched.width * self.matched.height
+
+
+def duplicate_pairs(session: Session, *, include_reviewed: bool = False) -> list[DuplicatePair]:
+    """Candidates the pipeline judged near-duplicates (or possible ones) of a stored image."""
+    query = select(Candidate).where(
+        Candidate.reason_code.in_(DUPLICATE_CODES),
+        Candidate.image_id.is_not(None),
+        Candidate.matched_image_id.is_not(None),
+    )
+    if not include_reviewed:
+        query = query.where(Candidate.review.is_(None))
+    candidates = list(session.scalars(query.order_by(Candidate.id.desc())))
+    ids = [c.image_id for c in candidates] + [c.matched_image_id for c in candidates]
+    images = _images(session, [i for i in ids if i is not None])
+    pairs = []
+    for c in candidates:
+        own, other = images.get(c.image_id or 0), images.get(c.matched_image_id or 0)
+        if own is None or other is None or ImageStatus.DELETED in (own.status, other.status):
+            continue
+        result = _match_result(c.filters) or {"filter": c.reason_code, "score": None}
+        pairs.append(DuplicatePair(c, own, other, result))
+    return pairs
+
+
+def keep_duplicate(session: Session, candidate_id: int, keep: str, user: str) -> None:
+    """Resolve a pair: keep the candidate (publish it, hide the other) or keep the stored one."""
+    candidate = session.get(Candidate, candidate_id)
+    if candidate is None or candidate.image_id is None or candidate.matched_image_id is None:
+        raise NotFound(f"no duplicate pair for candidate {candidate_id}")
+    if keep == "candidate":
+        approve(session, [candidate.image_id], user)
+        reject(session, [candidate.matched_image_id], "duplicate", user)
+    elif keep == "stored":
+        reject(session, [candidate.image_id], "duplicate", user)
+    else:
+        raise ReviewError("keep 'candidate' or 'stored'")

@@ -1,0 +1,178 @@
+"""Review tools: the rejected log, published images, near-duplicate pairs."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import flash, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from scenery.db import transaction
+from scenery.models import Image, ImageStatus
+from scenery.review import (
+    REJECT_REASONS,
+    approve,
+    delete,
+    duplicate_pairs,
+    keep_duplicate,
+    rejected_log,
+    rejection_codes,
+    retitle,
+    unpublish,
+)
+from web.admin import back, bp
+from web.admin.feedback import after_review
+from web.forms import ActionForm, TitleForm
+from web.services import BadRequest, context, db, int_arg
+
+PER_PAGE = 50
+
+
+def _date_arg(name: str) -> datetime | None:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be a date like 2026-11-23") from exc
+
+
+def _ids() -> list[int]:
+    try:
+        ids = [int(i) for i in request.form.getlist("ids")]
+    except ValueError as exc:
+        raise BadRequest("image ids are integers") from exc
+    if not ids:
+        raise BadRequest("no image given")
+    return ids
+
+
+@bp.get("/rejected")
+def rejected() -> str:
+    reason = request.args.get("reason") or None
+    since, until = _date_arg("from"), _date_arg("to")
+    page = int_arg("page", 1, 1, 100_000)
+    rows, total = rejected_log(
+        db(),
+        reason=reason,
+        since=since,
+        until=until + timedelta(days=1) if until else None,
+        limit=PER_PAGE,
+        offset=(page - 1) * PER_PAGE,
+    )
+    return render_template(
+        "admin/rejected.html",
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, math.ceil(total / PER_PAGE)),
+        codes=rejection_codes(db()),
+        reason=reason,
+        since=request.args.get("from", ""),
+        until=request.args.get("to", ""),
+        form=ActionForm(),
+    )
+
+
+@bp.post("/publish")
+def publish_anyway() -> Any:
+    ctx = context()
+    with transaction(ctx.sessions) as session:
+        done = approve(session, _ids(), current_user.username)
+        count = len(done)
+    after_review(ctx)
+    flash(f"Published {count} image{'s' if count != 1 else ''}.", "ok")
+    return back(url_for("admin.rejected"))
+
+
+STATUSES = {s.value: s for s in ImageStatus}
+
+
+@bp.get("/images")
+def images() -> str:
+    status = STATUSES.get(request.args.get("status", "published"), ImageStatus.PUBLISHED)
+    page = int_arg("page", 1, 1, 100_000)
+    session = db()
+    total = session.scalar(select(func.count()).select_from(Image).where(Image.status == status))
+    rows = session.scalars(
+        select(Image)
+        .where(Image.status == status)
+        .order_by(Image.published_at.desc().nulls_last(), Image.id.desc())
+        .limit(PER_PAGE)
+        .offset((page - 1) * PER_PAGE)
+    ).all()
+    counts = dict(
+        session.execute(select(Image.status, func.count()).group_by(Image.status)).tuples().all()
+    )
+    return render_template(
+        "admin/images.html",
+        images=rows,
+        status=status,
+        statuses=list(ImageStatus),
+        counts=counts,
+        total=total or 0,
+        page=page,
+        pages=max(1, math.ceil((total or 0) / PER_PAGE)),
+        form=ActionForm(),
+        title_form=TitleForm(),
+    )
+
+
+@bp.post("/images/change")
+def change_images() -> Any:
+    action = request.form.get("action", "")
+    ctx = context()
+    with transaction(ctx.sessions) as session:
+        if action == "unpublish":
+            done = unpublish(session, _ids())
+            message = f"Unpublished {len(done)}: back in the queue."
+        elif action == "delete":
+            done = delete(session, ctx.storage, _ids(), current_user.username)
+            message = f"Deleted {len(done)}: files removed."
+        elif action == "publish":
+            done = approve(session, _ids(), current_user.username)
+            message = f"Published {len(done)}."
+        else:
+            raise BadRequest(f"unknown action {action!r}")
+    after_review(ctx)
+    flash(message, "ok")
+    return back(url_for("admin.images"))
+
+
+@bp.post("/images/<int:image_id>/title")
+def change_title(image_id: int) -> Any:
+    form = TitleForm()
+    if not form.validate():
+        raise BadRequest("a title has at most 300 characters")
+    with transaction(context().sessions) as session:
+        image = retitle(session, image_id, form.title.data or "")
+        shown = image.display_title
+    flash(f"Title of image {image_id} is now \u201c{shown}\u201d.", "ok")
+    return back(url_for("admin.images"))
+
+
+@bp.get("/duplicates")
+def duplicates() -> str:
+    everything = request.args.get("all") == "1"
+    return render_template(
+        "admin/duplicates.html",
+        pairs=duplicate_pairs(db(), include_reviewed=everything),
+        everything=everything,
+        form=ActionForm(),
+        reasons=REJECT_REASONS,
+    )
+
+
+@bp.post("/duplicates/<int:candidate_id>")
+def resolve_duplicate(candidate_id: int) -> Any:
+    ctx = context()
+    keep = request.form.get("keep", "")
+    with transaction(ctx.sessions) as session:
+        keep_duplicate(session, candidate_id, keep, current_user.username)
+    after_review(ctx)
+    flash("Kept the new copy." if keep == "candidate" else "Kept the stored image.", "ok")
+    return back(url_for("admin.duplicates"))

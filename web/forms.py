@@ -1,0 +1,38 @@
+"""Forms (Flask-WTF): validation and a CSRF token for each."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
+
+from ingest.subscriptions import LISTINGS, TIME_FILTERS
+
+
+class LoginForm(FlaskForm):
+    username = StringField("User name", validators=[DataRequired(), Length(max=64)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+
+
+class ActionForm(FlaskForm):
+    """A state-changing button or set of buttons: only the CSRF token is validated here."""
+
+
+class TitleForm(FlaskForm):
+    title = StringField("Title", validators=[Optional(), Length(max=300)])
+
+
+class SubscriptionForm(FlaskForm):
+    subreddit = StringField(
+        "Subreddit",
+        validators=[DataRequired(), Regexp(r"^(r/)?[A-Za-z0-9_]{2,21}$", message="not a name")],
+    )
+    listing = SelectField("Listing", choices=[(x, x) for x in LISTINGS], default="new")
+    time_filter = SelectField(
+        "Time window (top)", choices=[("", "-"), *((x, x) for x in TIME_FILTERS)], default=""
+    )
+    post_limit = IntegerField("Posts", default=100, validators=[NumberRange(1, 1000)])
+    interval_minutes = IntegerField(
+        "Every (minutes)", default=60, validators=[NumberRange(5, 60 * 24 * 7)]
+    )
+    paused = BooleanField("Paused")
