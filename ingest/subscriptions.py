@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
@@ -124,8 +124,12 @@ def start_in_background(ctx: Context, subscription_id: int) -> bool:
 
 def summary_json(summary: IngestSummary) -> dict[str, Any]:
     """A summary as plain JSON for the database (per-stage timings left out)."""
-    data = asdict(summary)
+    data: dict[str, Any] = {}
+    for item in fields(summary):
+        value = getattr(summary, item.name)
+        # dataclasses.asdict would rebuild each Counter from (key, value) pairs: copy by hand
+        data[item.name] = dict(value) if isinstance(value, dict) else value
     data.pop("seconds", None)
     data["rejected_total"] = sum(summary.rejected.values())
     data["failed_total"] = sum(summary.failed.values())
-    return {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    return data

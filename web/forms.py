@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField
+from wtforms import (
+    BooleanField,
+    IntegerField,
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    StringField,
+)
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
 
 from ingest.subscriptions import LISTINGS, TIME_FILTERS
@@ -27,9 +34,11 @@ class SubscriptionForm(FlaskForm):
         "Subreddit",
         validators=[DataRequired(), Regexp(r"^(r/)?[A-Za-z0-9_]{2,21}$", message="not a name")],
     )
-    listing = SelectField("Listing", choices=[(x, x) for x in LISTINGS], default="new")
+    listing = SelectField("Listing", choices=[SelectChoice(x) for x in LISTINGS], default="new")
     time_filter = SelectField(
-        "Time window (top)", choices=[("", "-"), *((x, x) for x in TIME_FILTERS)], default=""
+        "Time window (top)",
+        choices=[SelectChoice("", "-"), *(SelectChoice(x) for x in TIME_FILTERS)],
+        default="",
     )
     post_limit = IntegerField("Posts", default=100, validators=[NumberRange(1, 1000)])
     interval_minutes = IntegerField(

@@ -1,0 +1,373 @@
+"""The admin pages through Flask's test client: login, CSRF, throttling, escaping, the queue's
+decisions and their effects, review tools, subscriptions and the dashboard's numbers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from scenery.embed import OpenClipEmbedder
+from scenery.models import AdminUser, Candidate, CandidateState, ImageStatus, Subscription
+from scenery.review import review_queue
+from tests.admin_world import (
+    ADMIN,
+    HOSTILE,
+    PASSWORD,
+    AdminWorld,
+    admin_world,
+    log_in,
+    page_token,
+    stat,
+)
+from tests.fakes.reddit_posts import make_post
+from tests.live import scenery
+
+
+@pytest.fixture
+def world(
+    tmp_path: Path, db_url: str, photos: list[Path], tiny_embedder: OpenClipEmbedder
+) -> Iterator[AdminWorld]:
+    with admin_world(tmp_path, db_url, photos, tiny_embedder, login_lock_seconds=1) as built:
+        yield built
+
+
+@pytest.fixture
+def admin(world: AdminWorld) -> FlaskClient:
+    client = world.app.test_client()
+    assert log_in(client) == 302
+    return client
+
+
+def queued_ids(world: AdminWorld) -> list[int]:
+    with world.ctx.sessions() as session:
+        return [item.image.id for item in review_queue(session)]
+
+
+def test_the_ingest_left_a_queue_a_rejection_and_a_pair(world: AdminWorld) -> None:
+    assert world.summary.queued == 5
+    assert world.summary.rejected == {"duplicate_phash": 1, "too_small": 1}
+
+
+def test_every_admin_route_redirects_to_login_when_logged_out(world: AdminWorld) -> None:
+    client = world.app.test_client()
+    token = page_token(client, "/admin/login")
+    rules = [
+        r
+        for r in world.app.url_map.iter_rules()
+        if r.rule.startswith("/admin") and not r.endpoint.startswith("auth.")
+    ]
+    assert len(rules) >= 15
+    for rule in rules:
+        url = rule.rule.replace("<int:image_id>", "1").replace("<int:candidate_id>", "1")
+        url = url.replace("<int:subscription_id>", "1")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            response = client.open(url, method=method, data={"csrf_token": token})
+            assert response.status_code == 302, (method, url, response.status_code)
+            assert response.headers["Location"].startswith("/admin/login"), (method, url)
+    # the public gallery stays public
+    assert client.get("/").status_code == 200
+
+
+def test_a_post_without_a_valid_csrf_token_is_refused(
+    world: AdminWorld, admin: FlaskClient
+) -> None:
+    image_id = queued_ids(world)[0]
+    for form in (
+        {"act": f"approve:{image_id}"},
+        {"act": f"approve:{image_id}", "csrf_token": "forged"},
+    ):
+        response = admin.post("/admin/decide", data=form)
+        assert response.status_code == 400
+        assert "CSRF" in response.get_data(as_text=True)
+    assert world.status(image_id) == ImageStatus.QUEUED
+    # the same request with the page's token goes through
+    token = page_token(admin, "/admin/queue")
+    response = admin.post("/admin/decide", data={"act": f"approve:{image_id}", "csrf_token": token})
+    assert response.status_code == 302 and world.status(image_id) == ImageStatus.PUBLISHED
+
+
+def test_five_wrong_passwords_in_a_row_are_throttled(world: AdminWorld) -> None:
+    client = world.app.test_client()
+    codes = [log_in(client, ADMIN, "wrong password!") for _ in range(5)]
+    assert codes == [401, 401, 401, 401, 429]
+    # locked: even the right password is refused until the lock ends
+    token = page_token(client, "/admin/login")
+    right = {"username": ADMIN, "password": PASSWORD, "csrf_token": token}
+    response = client.post("/admin/login", data=right)
+    assert response.status_code == 429
+    assert "Too many failed logins" in response.get_data(as_text=True)
+    time.sleep(1.2)  # login_lock_seconds=1 in this world
+    assert log_in(client, ADMIN, PASSWORD) == 302
+    assert client.get("/admin/").status_code == 200
+
+
+def test_unknown_user_names_are_refused_like_wrong_passwords(world: AdminWorld) -> None:
+    client = world.app.test_client()
+    assert log_in(client, "nobody", PASSWORD) == 401
+    assert client.get("/admin/queue").status_code == 302
+
+
+def test_passwords_are_stored_as_argon2id_hashes(world: AdminWorld) -> None:
+    with world.ctx.sessions() as session:
+        stored = session.scalars(select(AdminUser.password_hash)).one()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+def test_admin_create_command_reads_the_password_from_stdin(world: AdminWorld) -> None:
+    import subprocess
+
+    from tests.live import BIN, scenery_env
+
+    result = subprocess.run(
+        [str(BIN / "scenery"), "admin", "create", "Second", "--password-stdin"],
+        input="another long password\n",
+        env=scenery_env(world.ctx.settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "admin second can now log in" in result.stdout
+    assert log_in(world.app.test_client(), "second", "another long password") == 302
+    short = scenery(world.ctx.settings, "admin", "create", "third", "--password-stdin")
+    assert short.returncode != 0 and "at least 8 characters" in short.stderr
+
+
+def test_a_hostile_reddit_title_renders_as_text_everywhere(
+    world: AdminWorld, admin: FlaskClient
+) -> None:
+    image = world.image_of("new0")
+    escaped = "Sunset &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;"
+
+    def check(path: str) -> None:
+        page = admin.get(path).get_data(as_text=True)
+        assert "<script>alert" not in page and "<b>bold" not in page, path
+        assert escaped in page, path
+
+    check("/admin/queue")
+    check("/admin/images?status=queued")
+    token = page_token(admin, "/admin/queue")
+    admin.post("/admin/decide", data={"act": f"approve:{image.id}", "csrf_token": token})
+    for path in ("/", f"/image/{image.id}", "/admin/images", "/search?q=sunset&k=50"):
+        check(path)
+    assert HOSTILE in [r["title"] for r in admin.get("/api/images").get_json()["images"]]
+    admin.post("/admin/decide", data={"act": f"reject:watermark:{image.id}", "csrf_token": token})
+    check("/admin/rejected")
+
+
+def test_queue_is_ordered_most_uncertain_first(world: AdminWorld) -> None:
+    # Give two queued candidates scored borderline results: the one nearer a threshold leads.
+    from scenery.db import transaction
+
+    first, second, *_ = queued_ids(world)
+    with transaction(world.ctx.sessions) as session:
+        for image_id, margin in ((first, 0.4), (second, 0.05)):
+            candidate = session.scalars(
+                select(Candidate).where(Candidate.image_id == image_id)
+            ).one()
+            candidate.filters = [
+                *candidate.filters,
+                {
+                    "filter": "watermark",
+                    "verdict": "borderline",
+                    "score": 0.6,
+                    "reason": "w",
+                    "code": "watermark",
+                    "margin": margin,
+                },
+            ]
+    order = queued_ids(world)
+    assert order[:2] == [second, first]
+
+
+def test_approve_and_reject_take_effect_and_feed_back(
+    world: AdminWorld, admin: FlaskClient
+) -> None:
+    keep, drop, *_ = queued_ids(world)
+    token = page_token(admin, "/admin/queue")
+    approved = admin.post(
+        "/admin/decide",
+        data={"act": f"approve:{keep}", "csrf_token": token},
+        headers={"Accept": "application/json"},
+    )
+    assert approved.get_json() == {"done": [keep], "verb": "approve", "reason": None}
+    rejected = admin.post(
+        "/admin/decide",
+        data={"act": f"reject:off_topic:{drop}", "csrf_token": token},
+        headers={"Accept": "application/json"},
+    )
+    assert rejected.get_json()["done"] == [drop]
+    assert (
+        world.status(keep) == ImageStatus.PUBLISHED and world.status(drop) == ImageStatus.REJECTED
+    )
+    kept, dropped = world.candidate(keep), world.candidate(drop)
+    assert (kept.review, kept.reviewed_by) == ("approved", ADMIN) and kept.reviewed_at
+    assert (dropped.review, dropped.review_reason) == ("rejected", "off_topic")
+    # in the gallery and the index at once; the approval joins the reference set and the
+    # labelled rejection becomes a negative
+    assert f"/image/{keep}" in admin.get("/").get_data(as_text=True)
+    assert keep in world.ctx.index.index and drop not in world.ctx.index.index
+    from scenery.curation.reference import negative_vectors, reference_vectors
+
+    with world.ctx.sessions() as session:
+        ids, _ = reference_vectors(session, world.ctx.embedder.name)
+        negatives = negative_vectors(session, world.ctx.embedder.name)
+    assert keep in ids and drop not in ids
+    assert drop in negatives["off_topic"][0]
+    assert keep not in queued_ids(world) and drop not in queued_ids(world)
+
+
+def test_bulk_decisions_apply_to_the_selected(world: AdminWorld, admin: FlaskClient) -> None:
+    ids = queued_ids(world)[:3]
+    token = page_token(admin, "/admin/queue")
+    response = admin.post(
+        "/admin/decide",
+        data={
+            "act": "reject:low_quality:selected",
+            "ids": [str(i) for i in ids],
+            "csrf_token": token,
+        },
+    )
+    assert response.status_code == 302
+    assert [world.status(i) for i in ids] == [ImageStatus.REJECTED] * 3
+    assert len(queued_ids(world)) == 2
+    bad = admin.post("/admin/decide", data={"act": "reject:because:1", "csrf_token": token})
+    assert bad.status_code == 409
+
+
+def test_rejected_log_filters_by_reason_and_date_and_publishes_anyway(
+    world: AdminWorld, admin: FlaskClient
+) -> None:
+    page = admin.get("/admin/rejected").get_data(as_text=True)
+    assert "duplicate_phash" in page and "too_small" in page
+    only_small = admin.get("/admin/rejected?reason=too_small").get_data(as_text=True)
+    assert "too_small" in only_small and "duplicate_phash" not in only_small.split("<tbody>")[1]
+    future = admin.get("/admin/rejected?from=2099-01-01").get_data(as_text=True)
+    assert "Nothing rejected with these filters" in future
+    small = world.image_of("tiny")
+    token = page_token(admin, "/admin/rejected")
+    admin.post("/admin/publish", data={"ids": str(small.id), "csrf_token": token})
+    assert world.status(small.id) == ImageStatus.PUBLISHED
+    assert "too_small" not in admin.get("/admin/rejected").get_data(as_text=True)
+
+
+def test_unpublish_delete_and_retitle(world: AdminWorld, admin: FlaskClient) -> None:
+    published = admin.get("/api/images").get_json()["images"]
+    first, second = published[0]["id"], published[1]["id"]
+    token = page_token(admin, "/admin/images")
+    admin.post(
+        "/admin/images/change", data={"action": "unpublish", "ids": str(first), "csrf_token": token}
+    )
+    assert world.status(first) == ImageStatus.QUEUED and first not in world.ctx.index.index
+    hits = admin.get("/api/search?q=mountain&k=50").get_json()["results"]
+    assert first not in [h["id"] for h in hits] and len(hits) == len(published) - 1
+    admin.post(
+        "/admin/images/change", data={"action": "delete", "ids": str(second), "csrf_token": token}
+    )
+    assert world.status(second) == ImageStatus.DELETED and second not in world.ctx.index.index
+    assert admin.get(published[1]["url"]).status_code == 404  # files removed
+    admin.post(
+        f"/admin/images/{first}/title", data={"title": "Renamed <i>ridge</i>", "csrf_token": token}
+    )
+    page = admin.get("/admin/images?status=queued").get_data(as_text=True)
+    assert "Renamed &lt;i&gt;ridge&lt;/i&gt;" in page
+
+
+def test_files_of_unpublished_images_are_for_admins_only(
+    world: AdminWorld, admin: FlaskClient
+) -> None:
+    queued = world.image_of("new1")
+    anonymous = world.app.test_client()
+    for path in (f"/media/{queued.sha256}.{queued.extension}", f"/thumbs/400/{queued.sha256}.jpg"):
+        assert anonymous.get(path).status_code == 404
+        response = admin.get(path)
+        assert response.status_code == 200 and "no-store" in response.headers["Cache-Control"]
+
+
+def test_duplicate_pairs_offer_both_and_keep_either(world: AdminWorld, admin: FlaskClient) -> None:
+    page = admin.get("/admin/duplicates").get_data(as_text=True)
+    mirror = world.image_of("mirror")
+    candidate = world.candidate(mirror.id)
+    assert f'data-candidate="{candidate.id}"' in page and "1 to decide" in page
+    matched = candidate.matched_image_id
+    assert matched is not None and world.status(matched) == ImageStatus.PUBLISHED
+    token = page_token(admin, "/admin/duplicates")
+    admin.post(f"/admin/duplicates/{candidate.id}", data={"keep": "candidate", "csrf_token": token})
+    assert world.status(mirror.id) == ImageStatus.PUBLISHED
+    assert world.status(matched) == ImageStatus.REJECTED
+    assert "0 to decide" in admin.get("/admin/duplicates").get_data(as_text=True)
+
+
+def test_subscriptions_add_pause_and_run_now_in_the_background(
+    world: AdminWorld, admin: FlaskClient, photos: list[Path]
+) -> None:
+    photo = world.fake.add_photo("/img/f1.jpg", photos[-1])
+    world.fake.add_posts("Fresh", [make_post("fresh1", subreddit="Fresh", url=photo)])
+    token = page_token(admin, "/admin/subscriptions")
+    form = {
+        "new-subreddit": "r/Fresh",
+        "new-listing": "top",
+        "new-time_filter": "week",
+        "new-post_limit": "25",
+        "new-interval_minutes": "30",
+        "csrf_token": token,
+    }
+    assert admin.post("/admin/subscriptions", data=form).status_code == 302
+    with world.ctx.sessions() as session:
+        sub = session.scalars(select(Subscription)).one()
+        sub_id = sub.id
+        assert (sub.subreddit, sub.listing, sub.time_filter, sub.post_limit) == (
+            "Fresh",
+            "top",
+            "week",
+            25,
+        )
+    admin.post(f"/admin/subscriptions/{sub_id}/pause", data={"csrf_token": token})
+    assert "Resume" in admin.get("/admin/subscriptions").get_data(as_text=True)
+    started = time.monotonic()
+    response = admin.post(f"/admin/subscriptions/{sub_id}/run", data={"csrf_token": token})
+    assert response.status_code == 302 and time.monotonic() - started < 5  # did not wait
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with world.ctx.sessions() as session:
+            sub = session.get(Subscription, sub_id)
+            if sub.last_run_at is not None and sub.running_since is None:
+                break
+        time.sleep(0.2)
+    assert sub.last_status == "ok", sub.last_error
+    assert sub.last_summary["posts_seen"] == 1 and sub.last_summary["queued"] == 1
+    page = admin.get("/admin/subscriptions").get_data(as_text=True)
+    assert "posts seen <b>1</b>" in page and 'queued <b class="queued">1</b>' in page
+    listings = world.fake.listing_requests()
+    assert any(r.path == "/r/Fresh/top.json" and r.query.get("t") == "week" for r in listings)
+
+
+def test_dashboard_shows_the_numbers_of_the_ingest(world: AdminWorld, admin: FlaskClient) -> None:
+    page = admin.get("/admin/").get_data(as_text=True)
+    with world.ctx.sessions() as session:
+        queued = session.scalar(
+            select(func.count())
+            .select_from(Candidate)
+            .where(Candidate.state == CandidateState.QUEUED)
+        )
+    assert int(stat(page, "stat-queue")) == 5 == queued
+    assert int(stat(page, "stat-published")) == 4
+    table = page.split('id="daily-counts"')[1].split("</table>")[0]
+    assert '<td data-decision="queued">5</td>' in table
+    assert '<td data-decision="rejected">2</td>' in table
+    assert "rejected: duplicate_phash 1" in table and "rejected: too_small 1" in table
+    chart = admin.get("/admin/charts/daily.png")
+    assert chart.status_code == 200 and chart.data.startswith(b"\x89PNG")
+    # after two reviews the agreement rate is real too: a pipeline rejection the admin upheld
+    # and one the admin overturned
+    token = page_token(admin, "/admin/rejected")
+    admin.post("/admin/publish", data={"ids": str(world.image_of("tiny").id), "csrf_token": token})
+    mirror = world.image_of("mirror").id
+    admin.post("/admin/decide", data={"act": f"reject:duplicate:{mirror}", "csrf_token": token})
+    page = admin.get("/admin/").get_data(as_text=True)
+    assert stat(page, "stat-agreement") == "50%"
