@@ -104,3 +104,29 @@ def ctx(settings: Settings, tiny_embedder: OpenClipEmbedder) -> Iterator[Context
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags for a sandboxed CI machine with no network beyond loopback.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def page(artifacts: Path):  # type: ignore[no-untyped-def]
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: apt-get install chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_page(viewport={"width": 1280, "height": 860})
+        yield context
+        browser.close()

@@ -17,18 +17,6 @@ from web import create_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Flags for a sandboxed CI machine with no network beyond loopback.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 @pytest.fixture
 def server(settings: Settings, photo_dir: Path, tiny_embedder: OpenClipEmbedder) -> Iterator[str]:
@@ -40,19 +28,6 @@ def server(settings: Settings, photo_dir: Path, tiny_embedder: OpenClipEmbedder)
     yield f"http://127.0.0.1:{http.server_port}"
     http.shutdown()
     app.extensions["scenery"].close()
-
-
-@pytest.fixture
-def page(artifacts: Path):  # type: ignore[no-untyped-def]
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is missing: apt-get install chromium (.ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_page(viewport={"width": 1280, "height": 860})
-        yield context
-        browser.close()
 
 
 def test_browse_search_and_open_an_image(
