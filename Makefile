@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/api_latency.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/curation.py
+	$(BIN)/python bench/review_session.py
 
 # Import the sample photos with the offline tiny model (no weights to download).
 demo: $(STAMP)

@@ -192,6 +192,9 @@ def test_ingest_decides_with_every_filter_and_explains_each_decision(gallery: Ga
             wm, nsfw = scored[key]
             assert results["watermark"]["score"] == pytest.approx(wm, abs=1e-4)
             assert results["watermark"]["verdict"] == judge(wm, wm_fail, wm_queue)
+            # how near a threshold, for the review queue's order
+            margin = min(abs(wm - wm_queue), abs(wm - wm_fail)) / abs(wm_fail - wm_queue)
+            assert results["watermark"]["margin"] == pytest.approx(margin, abs=1e-3)
             # the worst of the CLIP signal (scored above) and NudeNet (its own tests)
             assert nsfw == pytest.approx(signal(results["nsfw"], "clip"), abs=2e-3)
             nudenet = signal(results["nsfw"], "nudenet")

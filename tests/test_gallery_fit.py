@@ -90,7 +90,11 @@ def test_filter_passes_fitting_queues_loose_and_rejects_foreign_vectors() -> Non
     # A score between the two thresholds queues.
     model.borderline = float(model.score(data[0])[0]) - 1
     model.threshold = float(model.score(data[0])[0]) + 1
-    assert gallery_fit.check(facts_for(data[0])).verdict == Verdict.BORDERLINE
+    queued = gallery_fit.check(facts_for(data[0]))
+    assert queued.verdict == Verdict.BORDERLINE
+    assert queued.margin == 0.5  # in the middle of the band: one unit from each threshold
+    model.threshold = float(model.score(data[0])[0]) + 3
+    assert gallery_fit.check(facts_for(data[0])).margin == 0.25  # nearer the queue threshold
 
 
 def test_cold_start_queues_every_candidate_with_the_reason() -> None:

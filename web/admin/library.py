@@ -105,9 +105,10 @@ def images() -> str:
         .limit(PER_PAGE)
         .offset((page - 1) * PER_PAGE)
     ).all()
-    counts = dict(
-        session.execute(select(Image.status, func.count()).group_by(Image.status)).tuples().all()
-    )
+    counts = {
+        status: n
+        for status, n in session.execute(select(Image.status, func.count()).group_by(Image.status))
+    }
     return render_template(
         "admin/images.html",
         images=rows,
