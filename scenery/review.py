@@ -169,9 +169,10 @@ def unpublish(session: Session, image_ids: Sequence[int]) -> list[Image]:
     return done
 
 
-def delete(session: Session, storage: Storage, image_ids: Sequence[int], user: str) -> list[Image]:
-    """Delete images: out of the gallery for good and their files removed. The row (and its
-    hash) stays, so the same file is recognised and not downloaded again."""
+def delete(session: Session, image_ids: Sequence[int], user: str) -> list[tuple[str, str]]:
+    """Delete images: out of the gallery for good. The row (and its hash) stays, so the same
+    file is recognised and not downloaded again. Returns the (sha256, extension) of each
+    deleted image's files, for ``remove_files`` once the transaction has committed."""
     done = []
     for image, candidate in _load(session, image_ids):
         if image.status == ImageStatus.DELETED:
@@ -180,11 +181,14 @@ def delete(session: Session, storage: Storage, image_ids: Sequence[int], user: s
         image.purged_at = utcnow()
         if candidate is not None and candidate.review is None:
             _review(candidate, "rejected", None, user)
-        done.append(image)
-    session.flush()
-    for image in done:  # after the rows: a failed commit leaves files without a visible row
-        storage.remove(image.sha256, image.extension)
+        done.append((image.sha256, image.extension))
     return done
+
+
+def remove_files(storage: Storage, files: Iterable[tuple[str, str]]) -> None:
+    """Remove deleted images' files (after the commit: a rolled-back delete keeps its files)."""
+    for sha256, extension in files:
+        storage.remove(sha256, extension)
 
 
 def retitle(session: Session, image_id: int, title: str) -> Image:

@@ -20,6 +20,7 @@ from scenery.review import (
     keep_duplicate,
     rejected_log,
     rejection_codes,
+    remove_files,
     retitle,
     unpublish,
 )
@@ -127,18 +128,20 @@ def images() -> str:
 def change_images() -> Any:
     action = request.form.get("action", "")
     ctx = context()
+    files: list[tuple[str, str]] = []
     with transaction(ctx.sessions) as session:
         if action == "unpublish":
             done = unpublish(session, _ids())
             message = f"Unpublished {len(done)}: back in the queue."
         elif action == "delete":
-            done = delete(session, ctx.storage, _ids(), current_user.username)
+            done = files = delete(session, _ids(), current_user.username)
             message = f"Deleted {len(done)}: files removed."
         elif action == "publish":
             done = approve(session, _ids(), current_user.username)
             message = f"Published {len(done)}."
         else:
             raise BadRequest(f"unknown action {action!r}")
+    remove_files(ctx.storage, files)  # after the commit
     after_review(ctx)
     flash(message, "ok")
     return back(url_for("admin.images"))
