@@ -371,3 +371,21 @@ def test_dashboard_shows_the_numbers_of_the_ingest(world: AdminWorld, admin: Fla
     admin.post("/admin/decide", data={"act": f"reject:duplicate:{mirror}", "csrf_token": token})
     page = admin.get("/admin/").get_data(as_text=True)
     assert stat(page, "stat-agreement") == "50%"
+
+
+def test_dashboard_charts_and_drift_alert_once_a_gallery_model_exists(
+    tmp_path: Path, db_url: str, photos: list[Path], tiny_embedder: OpenClipEmbedder
+) -> None:
+    overrides = {"gmm_min_reference": 4, "drift_min_candidates": 1, "drift_ks_threshold": 0.01}
+    with admin_world(tmp_path, db_url, photos, tiny_embedder, **overrides) as world:
+        assert world.summary.refitted  # 4 references: the ingest fitted a model first
+        admin = world.app.test_client()
+        assert log_in(admin) == 302
+        page = admin.get("/admin/").get_data(as_text=True)
+        ks = float(stat(page, "stat-ks"))
+        assert 0 < ks <= 1
+        assert "drift from the reference set: KS statistic" in page  # over the 0.01 threshold
+        assert "BIC of the current model" in page and "No model fitted yet" not in page
+        for chart in ("scores", "bic"):
+            response = admin.get(f"/admin/charts/{chart}.png")
+            assert response.status_code == 200 and response.data.startswith(b"\x89PNG")

@@ -59,8 +59,10 @@ def plot_scores(
     """Histograms of gallery-fit scores: held-out references against recent candidates."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    values = np.concatenate([reference, candidates]) if len(candidates) else reference
-    bins = np.linspace(float(values.min()), float(values.max()), 40) if len(values) else 10
+    reference, candidates = reference[np.isfinite(reference)], candidates[np.isfinite(candidates)]
+    values = np.concatenate([reference, candidates])
+    spread = len(values) and float(values.max()) > float(values.min())
+    bins = np.linspace(float(values.min()), float(values.max()), 40) if spread else 10
     ax.hist(reference, bins=bins, alpha=0.6, density=True, label=f"reference ({len(reference)})")
     if len(candidates):
         ax.hist(
