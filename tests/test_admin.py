@@ -389,3 +389,24 @@ def test_dashboard_charts_and_drift_alert_once_a_gallery_model_exists(
         for chart in ("scores", "bic"):
             response = admin.get(f"/admin/charts/{chart}.png")
             assert response.status_code == 200 and response.data.startswith(b"\x89PNG")
+
+
+def test_queue_shows_a_possible_duplicate_beside_the_image_it_resembles(
+    tmp_path: Path, db_url: str, photos: list[Path], tiny_embedder: OpenClipEmbedder
+) -> None:
+    # Every CLIP similarity queues as a possible duplicate (and none rejects).
+    overrides = {"clip_duplicate_similarity": 1.01, "clip_duplicate_borderline": -1.0}
+    with admin_world(tmp_path, db_url, photos, tiny_embedder, **overrides) as world:
+        admin = world.app.test_client()
+        assert log_in(admin) == 302
+        with world.ctx.sessions() as session:
+            items = review_queue(session)
+        assert len(items) == 5 and all(i.matched is not None for i in items)
+        # most uncertain first: the margins of the clip_duplicate band, ascending
+        margins = [i.margin for i in items]
+        assert margins == sorted(margins) and margins[0] < 2
+        page = admin.get("/admin/queue").get_data(as_text=True)
+        for item in items:
+            card = page.split(f'data-id="{item.image.id}"')[1].split("</article>")[0]
+            assert 'class="matched"' in card and f"image {item.matched.id}</a>" in card
+            assert f"clip_duplicate {item.match_result['score']:.3f}" in card
