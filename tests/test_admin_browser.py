@@ -104,7 +104,18 @@ def test_review_session_in_chromium(
     page.goto(base + "/admin/images")
     page.screenshot(path=str(artifacts / f"admin-images-{backend}.png"), full_page=True)
 
-    for name in ("duplicates", "subscriptions", ""):
+    # Follow a subreddit through the form and run it now: the summary appears when it ends.
+    page.goto(base + "/admin/subscriptions")
+    page.fill("input[name=new-subreddit]", "EarthPorn")
+    page.select_option("select[name=new-listing]", "new")
+    page.fill("input[name=new-post_limit]", "50")
+    page.click("button:has-text('Add')")
+    expect(page.locator(".flash")).to_contain_text("Saved r/EarthPorn")
+    page.click("button:has-text('Run now')")
+    expect(page.locator(".subscription .summary")).to_contain_text("posts seen 7", timeout=30_000)
+    page.screenshot(path=str(artifacts / f"admin-subscriptions-{backend}.png"), full_page=True)
+
+    for name in ("duplicates", ""):
         page.goto(f"{base}/admin/{name}")
         page.wait_for_load_state("networkidle")
         shot = name or "dashboard"
