@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import sys
@@ -22,8 +23,6 @@ from scenery.config import Settings, load_settings
 from scenery.db import transaction
 from scenery.errors import SceneryError
 from scenery.importer import Importer, discover
-from scenery.library import get_image, set_status
-from scenery.models import ImageStatus
 
 
 @click.group()
@@ -104,26 +103,44 @@ def reindex(obj: dict[str, Any]) -> None:
     click.echo(f"indexed {count} images in {time.perf_counter() - started:.1f} s -> {snapshot}")
 
 
-def _status_command(name: str, status: ImageStatus, help_text: str) -> None:
+def _cli_user() -> str:
+    """Who a CLI decision is recorded as: the login name, where the system knows one."""
+    try:
+        return f"cli:{getpass.getuser()}"[:64]
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _review_command(name: str, help_text: str) -> None:
+    """publish / unpublish / delete: the admin pages' decisions (``scenery.review``), so a
+    change made here records who made it and feeds back the same way."""
+
     @main.command(name, help=help_text)
     @click.argument("image_ids", nargs=-1, required=True, type=int)
     @click.pass_obj
     @domain_errors
     def command(obj: dict[str, Any], image_ids: tuple[int, ...]) -> None:
+        from scenery import review
+
         ctx = context(obj)
+        user = _cli_user()
+        files: list[tuple[str, str]] = []
         with transaction(ctx.sessions) as session:
-            for image_id in image_ids:
-                set_status(session, get_image(session, image_id, published_only=False), status)
+            if name == "publish":
+                review.approve(session, image_ids, user)
+            elif name == "unpublish":
+                review.unpublish(session, image_ids)
+            else:
+                files = review.delete(session, image_ids, user)
+        review.remove_files(ctx.storage, files)
         ctx.index.refresh(force=True)
         ctx.index.save()
         click.echo(f"{name}: {', '.join(map(str, image_ids))}")
 
 
-_status_command("publish", ImageStatus.PUBLISHED, "Publish images by id.")
-_status_command(
-    "unpublish", ImageStatus.QUEUED, "Take images out of the gallery (back to the queue)."
-)
-_status_command("delete", ImageStatus.DELETED, "Mark images deleted: gone from gallery and search.")
+_review_command("publish", "Publish images by id (queued, rejected or unpublished).")
+_review_command("unpublish", "Take images out of the gallery (back to the queue).")
+_review_command("delete", "Delete images: gone from gallery and search, files removed.")
 
 
 @main.command()

@@ -67,8 +67,12 @@ def test_no_publish_then_publish_unpublish_delete(run, photo_dir: Path, settings
     assert statuses(settings)[image_id] == ImageStatus.PUBLISHED
     assert run("unpublish", str(image_id))[0] == 0
     assert statuses(settings)[image_id] == ImageStatus.QUEUED
+    assert list((settings.root / "images").rglob("*.jpg"))
     assert run("delete", str(image_id))[0] == 0
     assert statuses(settings)[image_id] == ImageStatus.DELETED
+    assert not list((settings.root / "images").rglob("*.jpg"))  # its files are removed
+    code, output = run("publish", str(image_id))
+    assert code != 0 and f"image {image_id} was deleted" in output
     code, output = run("publish", "999")
     assert code != 0 and "no image 999" in output and "Traceback" not in output
 
