@@ -410,3 +410,24 @@ def test_queue_shows_a_possible_duplicate_beside_the_image_it_resembles(
             card = page.split(f'data-id="{item.image.id}"')[1].split("</article>")[0]
             assert 'class="matched"' in card and f"image {item.matched.id}</a>" in card
             assert f"clip_duplicate {item.match_result['score']:.3f}" in card
+
+
+def test_an_approval_that_grows_the_reference_set_enough_refits_the_gallery_model(
+    tmp_path: Path, db_url: str, photos: list[Path], tiny_embedder: OpenClipEmbedder
+) -> None:
+    from scenery.curation.artifacts import latest_meta
+
+    # 4 references, minimum 5: cold start until one approval reaches the minimum.
+    with admin_world(tmp_path, db_url, photos, tiny_embedder, gmm_min_reference=5) as world:
+        settings = world.ctx.settings
+        assert not world.summary.refitted and latest_meta(settings, "gmm") is None
+        admin = world.app.test_client()
+        assert log_in(admin) == 302
+        token = page_token(admin, "/admin/queue")
+        image_id = queued_ids(world)[0]
+        admin.post("/admin/decide", data={"act": f"approve:{image_id}", "csrf_token": token})
+        deadline = time.monotonic() + 60
+        while latest_meta(settings, "gmm") is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        meta = latest_meta(settings, "gmm")
+        assert meta is not None and meta["n_reference"] == 5
