@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import httpx
 import pytest
 
 from scenery.config import Settings
-from tests.live import running_server, scenery
+from tests.helpers import CSRF_RE
+from tests.live import BIN, running_server, scenery, scenery_env
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +71,36 @@ def test_development_server_serves_pages(settings: Settings, photo_dir: Path) ->
         home = httpx.get(base + "/")
         assert home.status_code == 200 and "1 photo" in home.text
         assert httpx.get(base + "/static/style.css").status_code == 200
+
+
+def test_admin_login_and_csrf_hold_across_gunicorn_workers(settings: Settings) -> None:
+    created = subprocess.run(
+        [str(BIN / "scenery"), "admin", "create", "owner", "--password-stdin"],
+        input="a long enough password\n",
+        env=scenery_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    with (
+        running_server(settings, "--prod", "--workers", "2") as base,
+        httpx.Client(base_url=base, timeout=30) as client,
+    ):
+        assert client.get("/admin/queue").status_code == 302
+        token = CSRF_RE.search(client.get("/admin/login").text)
+        assert token
+        form = {"username": "owner", "password": "a long enough password"}
+        login = client.post("/admin/login", data={**form, "csrf_token": token.group(1)})
+        assert login.status_code == 302 and login.headers["location"] == "/admin/"
+        cookie = login.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie
+        # Either worker accepts the session and the page's token (one key in the data dir).
+        for _ in range(6):
+            page = client.get("/admin/queue")
+            assert page.status_code == 200 and "Approval queue" in page.text
+        logout = client.post("/admin/logout", data={"csrf_token": token.group(1)})
+        assert logout.status_code == 302
+        assert client.get("/admin/queue").status_code == 302
+        assert client.post("/admin/logout").status_code == 400  # no token
