@@ -58,6 +58,12 @@ def count_published(session: Session) -> int:
     return int(session.scalar(query) or 0)
 
 
+def status_counts(session: Session) -> dict[ImageStatus, int]:
+    """How many images have each status (statuses with none are left out)."""
+    rows = session.execute(select(Image.status, func.count()).group_by(Image.status))
+    return {status: int(n) for status, n in rows}
+
+
 def published_by_ids(session: Session, ids: Sequence[int]) -> dict[int, Image]:
     """The published images among ``ids``, keyed by id."""
     if not len(ids):

@@ -69,27 +69,16 @@ def review_queue(session: Session) -> list[QueueItem]:
         .where(Image.status == ImageStatus.QUEUED)
         .order_by(Image.id)
     ).all()
-    seen: set[int] = set()
+    firsts = {image.id: (image, candidate) for image, candidate in reversed(rows)}
+    results = {i: list(c.filters) if c else [] for i, (_, c) in firsts.items()}
+    matches = {i: _match_result(r) for i, r in results.items()}
+    matched = _images(session, [int(m["matched_image_id"]) for m in matches.values() if m])
     items = []
-    for image, candidate in rows:
-        if image.id in seen:
-            continue
-        seen.add(image.id)
-        results = candidate.filters if candidate else []
-        match = _match_result(results)
-        items.append(QueueItem(image, candidate, uncertainty_margin(results), None, match))
-    wanted = [int(i.match_result["matched_image_id"]) for i in items if i.match_result]
-    matched = _images(session, wanted)
-    items = [
-        QueueItem(
-            i.image,
-            i.candidate,
-            i.margin,
-            matched.get(int(i.match_result["matched_image_id"])) if i.match_result else None,
-            i.match_result,
-        )
-        for i in items
-    ]
+    for image_id, (image, candidate) in firsts.items():
+        match = matches[image_id]
+        other = matched.get(int(match["matched_image_id"])) if match else None
+        margin = uncertainty_margin(results[image_id])
+        items.append(QueueItem(image, candidate, margin, other, match))
     return sorted(items, key=lambda i: (i.margin, i.image.id))
 
 

@@ -25,6 +25,7 @@ from scenery.importer import Importer
 from scenery.models import Candidate, ImageStatus
 from scenery.models import Image as ImageRow
 from scenery.models import Post as PostRow
+from scenery.review import review_queue
 from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
 from tests.helpers import csrf_token
@@ -131,3 +132,8 @@ def stat(page: str, name: str) -> str:
     match = re.search(STAT_RE.format(name), page)
     assert match, f"no {name} on the page"
     return match.group(1)
+
+
+def queued_ids(world: AdminWorld) -> list[int]:
+    with world.ctx.sessions() as session:
+        return [item.image.id for item in review_queue(session)]

@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pytest
@@ -15,6 +16,11 @@ from sqlalchemy import create_engine, text
 from scenery.config import Settings
 from scenery.context import Context
 from scenery.embed import OpenClipEmbedder
+
+if TYPE_CHECKING:
+    from flask.testing import FlaskClient
+
+    from tests.admin_world import AdminWorld
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
@@ -130,3 +136,25 @@ def page(artifacts: Path):  # type: ignore[no-untyped-def]
         context = browser.new_page(viewport={"width": 1280, "height": 860})
         yield context
         browser.close()
+
+
+# -- the admin tests' gallery (test_admin*.py; other modules may define their own ``world``) --
+
+
+@pytest.fixture
+def world(
+    tmp_path: Path, db_url: str, photos: list[Path], tiny_embedder: OpenClipEmbedder
+) -> Iterator[AdminWorld]:
+    from tests.admin_world import admin_world
+
+    with admin_world(tmp_path, db_url, photos, tiny_embedder, login_lock_seconds=1) as built:
+        yield built
+
+
+@pytest.fixture
+def admin(world: AdminWorld) -> FlaskClient:
+    from tests.admin_world import log_in
+
+    client = world.app.test_client()
+    assert log_in(client) == 302
+    return client

@@ -46,9 +46,8 @@ def _load(session_id: str) -> Admin | None:
     if not user_id.isdigit():
         return None
     user = db().get(AdminUser, int(user_id))
-    if user is None or user.password_hash[-12:] != stamp:
-        return None
-    return Admin.of(user)
+    admin = Admin.of(user) if user is not None else None
+    return admin if admin is not None and admin.stamp == stamp else None
 
 
 def init_auth(app: Flask) -> None:

@@ -11,7 +11,7 @@ from scipy.stats import ks_2samp
 
 from scenery.context import Context
 from scenery.curation.gallery_fit import GalleryModel, load_gallery_model
-from scenery.curation.monitoring import daily_counts
+from scenery.curation.monitoring import DailyCounts, daily_counts
 from scenery.curation.reference import candidate_vectors, reference_vectors
 from scenery.models import utcnow
 
@@ -92,16 +92,13 @@ def acceptance_rates(ctx: Context) -> Acceptance:
     with ctx.sessions() as session:
         days = daily_counts(session, now - RECENT - BEFORE)
     cut = (now - RECENT).date()
-    recent = [d for d in days if d.day > cut]
-    before = [d for d in days if d.day <= cut]
+    recent = _acceptance([d for d in days if d.day > cut])
+    before = _acceptance([d for d in days if d.day <= cut])
+    return Acceptance(recent[0], before[0], recent[1], before[1])
 
-    def rate(group: list) -> tuple[float | None, int]:  # type: ignore[type-arg]
-        published = sum(d.decisions.get("published", 0) for d in group)
-        decided = sum(
-            sum(n for k, n in d.decisions.items() if k in ("published", "queued", "rejected"))
-            for d in group
-        )
-        return (published / decided if decided else None), decided
 
-    (r, rn), (b, bn) = rate(recent), rate(before)
-    return Acceptance(r, b, rn, bn)
+def _acceptance(days: list[DailyCounts]) -> tuple[float | None, int]:
+    """The published share of the candidates decided on these days, and how many were."""
+    published = sum(d.decisions.get("published", 0) for d in days)
+    decided = sum(d.decisions.get(k, 0) for d in days for k in ("published", "queued", "rejected"))
+    return (published / decided if decided else None), decided

@@ -18,6 +18,13 @@ def _pyplot() -> Any:
     return plt
 
 
+def _finish(plt: Any, fig: Any, path: Path | BinaryIO) -> Path | BinaryIO:
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path
+
+
 def plot_bic(
     bic: Sequence[dict[str, Any]], chosen: tuple[int, str], path: Path | BinaryIO
 ) -> Path | BinaryIO:
@@ -43,10 +50,7 @@ def plot_bic(
     ax.set_xlabel("components")
     ax.set_ylabel("BIC (lower is better)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, path)
 
 
 def plot_scores(
@@ -72,10 +76,7 @@ def plot_scores(
     ax.axvline(borderline, color="orange", linestyle=":", label="borderline")
     ax.set_xlabel("log-likelihood")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, path)
 
 
 def plot_daily(days: Sequence[Any], path: Path | BinaryIO) -> Path | BinaryIO:
@@ -95,7 +96,4 @@ def plot_daily(days: Sequence[Any], path: Path | BinaryIO) -> Path | BinaryIO:
     ax.set_ylabel("candidates")
     if days:
         ax.legend(loc="upper left", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, path)

@@ -14,7 +14,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 @bp.before_request
 def _require_login() -> Any:
     if not current_user.is_authenticated:
-        if request.accept_mimetypes.best == "application/json":
+        if wants_json():
             return jsonify(error="login required"), 401
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
     return None

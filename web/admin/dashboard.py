@@ -6,22 +6,17 @@ import io
 from datetime import timedelta
 
 from flask import Response, abort, render_template
-from sqlalchemy import func, select
 
 from scenery.curation.artifacts import latest_meta
 from scenery.curation.drift import RECENT, drift_report, score_drift
 from scenery.curation.monitoring import agreement, daily_counts
 from scenery.curation.plots import plot_bic, plot_daily, plot_scores
-from scenery.models import Image, ImageStatus, utcnow
+from scenery.library import status_counts
+from scenery.models import ImageStatus, utcnow
 from web.admin import bp
 from web.services import context, db
 
 DAYS = 14
-
-
-def _queue_length() -> int:
-    query = select(func.count()).select_from(Image).where(Image.status == ImageStatus.QUEUED)
-    return int(db().scalar(query) or 0)
 
 
 @bp.get("/")
@@ -30,16 +25,14 @@ def dashboard() -> str:
     days = daily_counts(db(), utcnow() - timedelta(days=DAYS))
     decisions = sorted({k for d in days for k in d.decisions})
     reasons = sorted({k for d in days for k in d.reasons})
-    published = db().scalar(
-        select(func.count()).select_from(Image).where(Image.status == ImageStatus.PUBLISHED)
-    )
+    counts = status_counts(db())
     return render_template(
         "admin/dashboard.html",
         days=days,
         decisions=decisions,
         reasons=reasons,
-        queue_length=_queue_length(),
-        published=published or 0,
+        queue_length=counts.get(ImageStatus.QUEUED, 0),
+        published=counts.get(ImageStatus.PUBLISHED, 0),
         agreement=agreement(db()),
         drift=drift_report(ctx),
         gmm=latest_meta(ctx.settings, "gmm"),

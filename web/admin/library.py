@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import flash, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from scenery.db import transaction
+from scenery.library import status_counts
 from scenery.models import Image, ImageStatus
 from scenery.review import (
     REJECT_REASONS,
@@ -98,7 +99,8 @@ def images() -> str:
     status = STATUSES.get(request.args.get("status", "published"), ImageStatus.PUBLISHED)
     page = int_arg("page", 1, 1, 100_000)
     session = db()
-    total = session.scalar(select(func.count()).select_from(Image).where(Image.status == status))
+    counts = status_counts(session)
+    total = counts.get(status, 0)
     rows = session.scalars(
         select(Image)
         .where(Image.status == status)
@@ -106,21 +108,16 @@ def images() -> str:
         .limit(PER_PAGE)
         .offset((page - 1) * PER_PAGE)
     ).all()
-    counts = {
-        status: n
-        for status, n in session.execute(select(Image.status, func.count()).group_by(Image.status))
-    }
     return render_template(
         "admin/images.html",
         images=rows,
         status=status,
         statuses=list(ImageStatus),
         counts=counts,
-        total=total or 0,
+        total=total,
         page=page,
-        pages=max(1, math.ceil((total or 0) / PER_PAGE)),
+        pages=max(1, math.ceil(total / PER_PAGE)),
         form=ActionForm(),
-        title_form=TitleForm(),
     )
 
 
