@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
@@ -42,7 +43,6 @@ from scenery.curation.duplicates import (
     HashBank,
     exact_duplicate,
 )
-from scenery.curation.fitting import refit_if_due
 from scenery.curation.rules import ImageRules
 from scenery.curation.verdicts import (
     Decision,
@@ -52,12 +52,13 @@ from scenery.curation.verdicts import (
     prepare_filters,
     run_filters,
 )
-from scenery.db import transaction
+from scenery.db import exclusive, transaction
 from scenery.library import find_by_sha
-from scenery.models import PostOutcome
+from scenery.models import CandidateState, PostOutcome
 
 log = logging.getLogger(__name__)
 PREPARE_NICENESS = 10
+DECIDE_LOCK = "ingest-decide"
 
 
 class Ingest:
@@ -70,15 +71,19 @@ class Ingest:
         resolver: Resolver,
         fetcher: Fetcher,
         *,
+        downloads: Path,
         on_progress: Callable[[str, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.ctx = ctx
         self.reddit = reddit
         self.resolver = resolver
         self.fetcher = fetcher
         self.progress = on_progress or (lambda _stage, _n: None)
+        self.should_stop = should_stop or (lambda: False)
         self.summary = IngestSummary()
-        self.downloads = ctx.settings.root / "tmp" / "downloads"
+        self.downloads = downloads  # this run's own folder: runs may work side by side
+        self.subreddits: list[str] = []
         self._run_shas: dict[str, int] = {}
         self._detail = False  # whether workers make the watermark detector's 448 px views
 
@@ -92,25 +97,33 @@ class Ingest:
         limit: int = 100,
         dry_run: bool = False,
     ) -> IngestSummary:
-        """Ingest the listings, then decide every pending candidate."""
+        """Ingest the listings, then decide every pending candidate of these subreddits."""
+        self.subreddits = list(subreddits)
         for subreddit in subreddits:
+            if self._stopping():
+                return self.summary
             started = time.perf_counter()
             try:
                 posts = self.reddit.listing(subreddit, sort, time_filter, limit)
                 for batch in _batched(posts, 100):
                     self._collect(batch, dry_run)
+                    if self._stopping():
+                        return self.summary
                 self.summary.listings_ok += 1
             except (ListingFailed, BadListingRequest) as exc:
                 log.error("listing r/%s failed: %s", subreddit, exc)
                 self.summary.errors.append(str(exc))
             self.summary.add_time("list + resolve", time.perf_counter() - started)
         if not dry_run:
-            if self.ctx.settings.gallery_fit:
-                started = time.perf_counter()
-                self.summary.refitted = refit_if_due(self.ctx) is not None
-                self.summary.add_time("refit", time.perf_counter() - started)
             self.process_pending()
         return self.summary
+
+    def _stopping(self) -> bool:
+        """Whether the run was asked to stop (worker shutdown, lease lost): it then ends at
+        the next batch boundary, with everything decided so far committed."""
+        if self.should_stop():
+            self.summary.interrupted = True
+        return self.summary.interrupted
 
     def _collect(self, posts: list[Post], dry_run: bool) -> None:
         self.summary.posts_seen += len(posts)
@@ -130,15 +143,23 @@ class Ingest:
             resolved.append((post, resolution))
         if dry_run or not resolved:
             return
-        with transaction(self.ctx.sessions) as session:
-            rows = record_posts(session, [post for post, _ in resolved])
-            for post, resolution in resolved:
-                row = rows[post.fullname]
-                if resolution.skipped or not resolution.images:
-                    row.outcome = PostOutcome.SKIPPED
-                    row.reason = resolution.skipped or "no image"
-                else:
-                    add_candidates(session, row, resolution.images)
+        for attempt in range(3):
+            try:
+                with transaction(self.ctx.sessions) as session:
+                    rows = record_posts(session, [post for post, _ in resolved])
+                    for post, resolution in resolved:
+                        row = rows[post.fullname]
+                        if row.outcome != PostOutcome.PENDING:
+                            continue  # another run recorded and decided it meanwhile
+                        if resolution.skipped or not resolution.images:
+                            row.outcome = PostOutcome.SKIPPED
+                            row.reason = resolution.skipped or "no image"
+                        else:
+                            add_candidates(session, row, resolution.images)
+                return
+            except IntegrityError:  # a concurrent run (another feed) recorded the same post
+                if attempt == 2:
+                    raise
 
     # -- download, decide, store --------------------------------------------------------------
 
@@ -147,7 +168,7 @@ class Ingest:
         self.downloads.mkdir(parents=True, exist_ok=True)
         with self.ctx.sessions() as session:
             jobs, known = [], []
-            pending = pending_candidates(session)
+            pending = pending_candidates(session, self.subreddits)
             decided = decided_urls(session, pending)
             for candidate in pending:
                 earlier = decided.get(candidate.id)
@@ -169,6 +190,8 @@ class Ingest:
         with ThreadPoolExecutor(1, thread_name_prefix="embed") as model:
             previous: tuple[list[Prepared], Future[np.ndarray]] | None = None
             for batch in self._prepared_batches(jobs):
+                if self._stopping():
+                    break
                 for item in batch:
                     if isinstance(item, Failed):
                         self._record_failure(item)
@@ -208,25 +231,38 @@ class Ingest:
         applied: list[tuple[Judged, int | None]] = []
         try:
             with transaction(self.ctx.sessions) as session:
-                loaded = load_candidates(session, [item.job.candidate_id for item in ready])
+                # Runs of other feeds decide at the same time (other workers, other machines):
+                # one at a time, each judging against everything committed before it.
+                exclusive(session, DECIDE_LOCK)
+                self._catch_up(session, ready, bank)
+                loaded = {
+                    c.id: c
+                    for c in load_candidates(session, [item.job.candidate_id for item in ready])
+                }
                 for item, facts in zip(ready, batch, strict=True):
+                    candidate = loaded.get(item.job.candidate_id)
+                    if candidate is None or candidate.state != CandidateState.PENDING:
+                        self.summary.decided_elsewhere += 1  # a concurrent run got there first
+                        continue
                     judged = self._judge(item, facts, filters)
                     image_id = self._store(session, judged)
                     self._apply(judged, image_id, bank)
                     applied.append((judged, image_id))
-                del loaded
-        except IntegrityError:  # another process stored one of these files: go one by one
+        except Exception:  # nothing of this batch was committed: take back what it applied
             for judged, image_id in applied:
                 self._unapply(judged, image_id, bank)
-            applied = []
-            for item, facts in zip(ready, batch, strict=True):
-                judged = self._judge(item, facts, filters)
-                image_id = self._store_alone(judged)
-                self._apply(judged, image_id, bank)
-                applied.append((judged, image_id))
+            raise
         for judged, _ in applied:
             self.summary.count(judged.decision, judged.deciding)
         self.summary.add_time("filter + store", time.perf_counter() - started)
+
+    def _catch_up(self, session: Session, ready: list[Prepared], bank: HashBank) -> None:
+        """Under the decide lock, let this run see what other runs committed since its batch
+        was checked: stored files with these bytes, new perceptual hashes, new publications."""
+        stored = find_by_sha(session, [item.sha256 for item in ready])
+        self._run_shas.update(stored)
+        bank.catch_up(session)
+        self.ctx.index.refresh(force=True)
 
     def _filters(self, bank: HashBank) -> list[Filter]:
         return [
@@ -276,20 +312,24 @@ class Ingest:
                 queue.append(pool.submit(work, job))
             # A short first batch sets the model going sooner; it then stays ahead of it.
             limit = max(1, size // 4)
-            while queue:
-                batch = []
-                while queue and len(batch) < limit:
-                    started = time.perf_counter()
-                    batch.append(queue.popleft().result())
-                    self.summary.add_time("wait for downloads", time.perf_counter() - started)
-                    following = next(todo, None)
-                    if following is not None:
-                        queue.append(pool.submit(work, following))
-                for item in batch:
-                    for stage, seconds in item.timings.items():
-                        self.summary.add_time(stage, seconds)
-                limit = size
-                yield batch
+            try:
+                while queue:
+                    batch = []
+                    while queue and len(batch) < limit:
+                        started = time.perf_counter()
+                        batch.append(queue.popleft().result())
+                        self.summary.add_time("wait for downloads", time.perf_counter() - started)
+                        following = next(todo, None)
+                        if following is not None:
+                            queue.append(pool.submit(work, following))
+                    for item in batch:
+                        for stage, seconds in item.timings.items():
+                            self.summary.add_time(stage, seconds)
+                    limit = size
+                    yield batch
+            finally:  # a run that stops early does not wait for downloads nobody will read
+                for future in queue:
+                    future.cancel()
 
     def _record_duplicate(self, item: Duplicate) -> None:
         """A download whose bytes are already stored: rejected without decoding."""
@@ -333,19 +373,6 @@ class Ingest:
 
     def _store(self, session: Session, judged: Judged) -> int | None:
         return store_judged(session, judged, self.ctx.storage, self.ctx.embedder.name)
-
-    def _store_alone(self, judged: Judged) -> int | None:
-        try:
-            with transaction(self.ctx.sessions) as session:
-                return self._store(session, judged)
-        except IntegrityError:  # another process stored the same file meanwhile
-            duplicate = exact_duplicate(self._stored_sha(judged.item.sha256))
-            judged.decision, judged.deciding = Decision.REJECT, [duplicate]
-            judged.results = [duplicate]
-            with transaction(self.ctx.sessions) as session:
-                item = judged.item
-                reject_as_copy(session, item.job, item.sha256, [duplicate], duplicate)
-            return None
 
     def _apply(self, judged: Judged, image_id: int | None, bank: HashBank) -> None:
         """Let the next candidates see this one: stored hashes, the index, the hash bank."""

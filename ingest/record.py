@@ -69,7 +69,8 @@ def reject_as_copy(
 ) -> None:
     """Reject a candidate as a duplicate of a stored file: no image row of its own."""
     candidate = session.get(Candidate, job.candidate_id)
-    assert candidate is not None
+    if candidate is None or candidate.state != CandidateState.PENDING:
+        return  # a concurrent run decided it first
     decide_candidate(
         candidate,
         CandidateState.REJECTED,

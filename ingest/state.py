@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from ingest.reddit import Post
@@ -82,14 +82,21 @@ def add_candidates(session: Session, row: PostRow, refs: Sequence[ImageRef]) -> 
             )
 
 
-def pending_candidates(session: Session, limit: int | None = None) -> list[Candidate]:
-    """Undecided candidates, oldest first, with their posts loaded."""
+def pending_candidates(
+    session: Session, subreddits: Sequence[str] | None = None, limit: int | None = None
+) -> list[Candidate]:
+    """Undecided candidates (of posts in ``subreddits``, any case), oldest first, with their
+    posts loaded. A run takes its own feeds' leftovers: a run of another feed may be working
+    on the rest at the same time."""
     query = (
         select(Candidate)
         .where(Candidate.state == CandidateState.PENDING)
         .order_by(Candidate.id)
         .options(selectinload(Candidate.post))
     )
+    if subreddits is not None:
+        names = [name.lower() for name in subreddits]
+        query = query.join(Candidate.post).where(func.lower(PostRow.subreddit).in_(names))
     if limit:
         query = query.limit(limit)
     return list(session.scalars(query))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from rich.table import Table
 
@@ -22,6 +23,8 @@ class IngestSummary:
     retry_later: int = 0
     purged: int = 0  # rejected images whose files passed their retention period
     refitted: bool = False  # the gallery model was refitted before deciding
+    interrupted: bool = False  # stopped before the end (worker shutdown, lease lost)
+    decided_elsewhere: int = 0  # candidates a concurrent run decided first
     skipped: Counter[str] = field(default_factory=Counter)  # posts without images, by reason
     rejected: Counter[str] = field(default_factory=Counter)  # by reason code
     queued_for: Counter[str] = field(default_factory=Counter)
@@ -69,3 +72,16 @@ class IngestSummary:
         for label, value in rows:
             table.add_row(label, str(value))
         return table
+
+
+def summary_json(summary: IngestSummary) -> dict[str, Any]:
+    """A summary as plain JSON for the database (per-stage timings left out)."""
+    data: dict[str, Any] = {}
+    for item in fields(summary):
+        value = getattr(summary, item.name)
+        # dataclasses.asdict would rebuild each Counter from (key, value) pairs: copy by hand
+        data[item.name] = dict(value) if isinstance(value, dict) else value
+    data.pop("seconds", None)
+    data["rejected_total"] = sum(summary.rejected.values())
+    data["failed_total"] = sum(summary.failed.values())
+    return data

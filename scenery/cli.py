@@ -5,9 +5,13 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ from scenery import __version__
 from scenery.cli_admin import COMMANDS as ADMIN_COMMANDS
 from scenery.cli_curation import COMMANDS as CURATION_COMMANDS
 from scenery.cli_support import console, context, domain_errors, progress_bar
+from scenery.cli_worker import COMMANDS as WORKER_COMMANDS
 from scenery.config import Settings, load_settings
 from scenery.db import transaction
 from scenery.errors import SceneryError
@@ -148,20 +153,61 @@ _review_command("delete", "Delete images: gone from gallery and search, files re
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--prod", is_flag=True, help="Serve with gunicorn instead of the development server.")
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers.")
+@click.option(
+    "--with-worker",
+    is_flag=True,
+    help="Also run one task worker (with the scheduler) as a child process, stopped with the "
+    "server: the one-machine setup.",
+)
 @click.pass_obj
 @domain_errors
-def serve(obj: dict[str, Any], host: str, port: int, prod: bool, workers: int) -> None:
-    """Run the web gallery."""
+def serve(
+    obj: dict[str, Any], host: str, port: int, prod: bool, workers: int, with_worker: bool
+) -> None:
+    """Run the web gallery (and, with --with-worker, the embedded worker)."""
     context(obj)  # migrate before serving
+    scenery_bin = Path(sys.executable).with_name("scenery")
     if prod:
         gunicorn = Path(sys.executable).with_name("gunicorn")
         args = [str(gunicorn), "--bind", f"{host}:{port}", "--workers", str(workers)]
-        os.execv(str(gunicorn), [*args, "--access-logfile", "-", "web.wsgi:app"])
+        args += ["--access-logfile", "-", "web.wsgi:app"]
+        if not with_worker:
+            os.execv(str(gunicorn), args)
+        with child([str(scenery_bin), "worker"]):
+            subprocess.run(args, check=False)
+        return
     from web import create_app
 
     settings: Settings = obj["settings"]
     app = create_app(settings)
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    if not with_worker:
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+        return
+    with child([str(scenery_bin), "worker"]):
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@contextmanager
+def child(command: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a child process for as long as the block runs; SIGTERM it (gracefully) after."""
+    process = subprocess.Popen(command)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield process
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 @main.command()
@@ -234,5 +280,5 @@ def ingest(
         raise SystemExit(1)
 
 
-for _command in (*CURATION_COMMANDS, *ADMIN_COMMANDS):
+for _command in (*CURATION_COMMANDS, *ADMIN_COMMANDS, *WORKER_COMMANDS):
     main.add_command(_command)

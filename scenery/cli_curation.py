@@ -6,28 +6,17 @@ without them.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 import click
-from PIL import Image as PILImage
 from rich.table import Table
-from sqlalchemy import select
 
 from scenery.cli_support import console, context, domain_errors, progress_bar
-from scenery.config import Settings
 from scenery.curation.explain import explain as explain_decisions
-from scenery.curation.reference import TRUSTED
-from scenery.errors import CurationError, ImageRejected
-from scenery.imaging import decode
-from scenery.models import Candidate, Image, ImageStatus
 
 if TYPE_CHECKING:
     from scenery.curation.evaluate import Confusion
-
-TRAINING_EDGE = 1024  # references are decoded this large before watermarks are drawn on them
 
 
 @click.command()
@@ -76,61 +65,17 @@ def train() -> None:
 @domain_errors
 def watermark(obj: dict[str, Any], limit: int, variants: int, seed: int) -> None:
     """Train the watermark detector on synthetic watermarks over reference images."""
-    from scenery.curation.watermark import save_watermark, train_watermark
+    from scenery.curation.gallery_training import train_gallery_watermark
 
     ctx = context(obj)
-    with ctx.sessions() as session:
-        trusted = session.execute(select(Image.sha256, Image.path).where(TRUSTED)).all()
-        labelled = session.execute(
-            select(Image.sha256, Image.path)
-            .join(Candidate, Candidate.image_id == Image.id)
-            .where(Image.status == ImageStatus.REJECTED, Candidate.review_reason == "watermark")
-        ).all()
-    random.Random(seed).shuffle(trusted)
-    references = _StoredImages(ctx.settings, trusted[:limit])
-    positives = _StoredImages(ctx.settings, labelled)
-    if len(references) < 8:
-        raise CurationError(f"{len(references)} reference images: the detector needs at least 8")
-    with console.status(f"training on {len(references)} images x {variants} watermarks"):
-        training = train_watermark(
-            ctx.embedder,
-            references,
-            seed=seed,
-            extra_positives=positives,
-            variants_per_image=variants,
-        )
-    artifact = save_watermark(ctx.settings, training)
+    with console.status(f"training on up to {limit} images x {variants} watermarks"):
+        trained = train_gallery_watermark(ctx, limit=limit, variants=variants, seed=seed)
+    training = trained.training
     click.echo(
         f"held out: precision {training.precision:.3f}, recall {training.recall:.3f}, "
         f"accuracy {training.accuracy:.3f} ({training.n_train} train, {training.n_test} test; "
-        f"{len(positives)} admin-labelled watermarks)\nsaved: {artifact.path}"
+        f"{trained.positives} admin-labelled watermarks)\nsaved: {trained.artifact.path}"
     )
-
-
-class _StoredImages(Sequence[PILImage.Image]):
-    """Stored image files, decoded only when the trainer reads them (it reads a chunk at a
-    time), so a thousand references do not sit in memory at once."""
-
-    def __init__(self, settings: Settings, rows: list[Any]) -> None:
-        self.max_pixels = settings.max_image_pixels
-        # a rejected image's file may be gone after its retention period
-        self.paths = [p for _sha, rel in rows if (p := settings.root / rel).is_file()]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @overload
-    def __getitem__(self, index: int) -> PILImage.Image: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[PILImage.Image]: ...
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        path = self.paths[index]
-        try:
-            return decode(path.read_bytes(), self.max_pixels, TRAINING_EDGE).image
-        except ImageRejected as exc:
-            raise CurationError(f"stored image {path} cannot be read: {exc.reason}") from exc
 
 
 @click.command()

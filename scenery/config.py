@@ -136,6 +136,18 @@ class Settings(BaseSettings):
     drift_min_candidates: int = Field(default=20, ge=1)
     acceptance_change_threshold: float = Field(default=0.25, gt=0, le=1)
 
+    # -- task queue, workers and the schedule -------------------------------------------------
+    # Unset: a SQLite file of its own in the data dir (one machine). redis://host:port/db for
+    # several machines (every web server and worker names the same one).
+    queue_url: str | None = None
+    queue_name: str = "scenery"  # one deployment's tasks; several may share a Redis
+    queue_poll_seconds: float = Field(default=1.0, gt=0)  # longest idle wait (SQLite queue)
+    scheduler_tick_seconds: float = Field(default=60.0, gt=0)  # how often due feeds are claimed
+    lease_seconds: float = Field(default=300.0, gt=0)  # a run's claim; renewed while it runs
+    worker_threads: int = Field(default=2, ge=1)  # tasks one worker runs at once
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    worker_shutdown_seconds: float = Field(default=30.0, ge=0)  # SIGTERM: wait for the task
+
     # Load the model and open the index in the background when the web app starts, so the
     # first search does not wait for them.
     warm_up: bool = True
@@ -191,6 +203,11 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.root / "models"
+
+    @property
+    def downloads_dir(self) -> Path:
+        """Where ingest runs download to, one folder per run (named by its lease token)."""
+        return self.root / "tmp" / "downloads"
 
     def ensure_dirs(self) -> None:
         """Create the data directory tree."""

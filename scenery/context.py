@@ -13,6 +13,7 @@ from scenery.config import Settings
 from scenery.db import make_engine, make_sessionmaker, migrate
 from scenery.embed import Embedder, load_embedder
 from scenery.index_sync import SyncedIndex
+from scenery.queue import TaskQueue
 from scenery.storage import Storage
 
 
@@ -32,6 +33,11 @@ class Context:
     def migrate(self) -> None:
         """Apply database migrations."""
         migrate(self.engine)
+
+    @cached_property
+    def queue(self) -> TaskQueue:
+        """The deployment's task queue (a file in the data dir, or Redis)."""
+        return TaskQueue(self.settings)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -54,6 +60,8 @@ class Context:
             return self._index
 
     def close(self) -> None:
+        if "queue" in self.__dict__:
+            self.queue.huey.storage.close()
         self.engine.dispose()
 
 

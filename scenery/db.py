@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -39,9 +40,25 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """Open a session, commit on success, roll back on error."""
+    """Open a session, commit on success, roll back on error.
+
+    On SQLite the transaction takes the write lock at once (BEGIN IMMEDIATE): a deferred
+    transaction that read first and then tried to write after another process committed
+    would fail at once with "database is locked" instead of waiting its turn."""
     with factory() as session, session.begin():
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(text("BEGIN IMMEDIATE"))
         yield session
+
+
+def exclusive(session: Session, name: str) -> None:
+    """Hold a deployment-wide lock called ``name`` until this transaction ends.
+
+    PostgreSQL: a transaction-level advisory lock. SQLite: ``transaction`` already holds the
+    database's write lock, which excludes every other writer on the machine."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(name.encode()) - 2**31  # a signed 32-bit key
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def alembic_config(engine: Engine) -> Config:

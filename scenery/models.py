@@ -259,7 +259,67 @@ class Subscription(Base):
     last_status: Mapped[str | None] = mapped_column(String(16))  # ok, failed
     last_error: Mapped[str | None] = mapped_column(Text)
     last_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The schedule: due when next_run_at has passed and no live lease is held. A claim writes
+    # the lease (one compare-and-set update); the run renews it; an expired lease is free.
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_owner: Mapped[str | None] = mapped_column(String(128))  # a worker id, or cli:host:pid
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         UniqueConstraint("subreddit", "listing", "time_filter", name="uq_subscriptions_feed"),
     )
+
+
+class IngestRun(Base):
+    """One ingest run, scheduled or from the CLI: its claim, lease, end and summary."""
+
+    __tablename__ = "ingest_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token: Mapped[str] = mapped_column(String(32), unique=True)  # also its download folder
+    subscription_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="SET NULL"), index=True
+    )
+    subreddits: Mapped[str] = mapped_column(Text)  # comma-separated
+    owner: Mapped[str | None] = mapped_column(String(128))  # who claimed it
+    worker: Mapped[str | None] = mapped_column(String(128))  # who runs it
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    # queued, running, ok, failed, interrupted (handed back), lost (lease expired), superseded
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    error: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Worker(Base):
+    """A worker process's heartbeat: who it is, when it was last seen, what it is doing."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid:random
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    scheduler: Mapped[bool] = mapped_column(Boolean, default=False)
+    threads: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+    task: Mapped[str | None] = mapped_column(Text)  # the tasks in hand, for people
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TaskFailure(Base):
+    """A task that raised, with its error: the dashboard's and `scenery status`'s last failures."""
+
+    __tablename__ = "task_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(64))
+    args: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    error: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -26,20 +26,32 @@ class HashBank:
 
     ids: list[int] = field(default_factory=list)
     words: np.ndarray = field(default_factory=lambda: np.zeros((0, WORDS), np.uint64))
+    high: int = 0  # the highest image id loaded from the database
 
     @classmethod
     def load(cls, session: Session) -> HashBank:
         """Hashes of published and queued images (what a new candidate must not repeat)."""
+        bank = cls()
+        bank.catch_up(session)
+        return bank
+
+    def catch_up(self, session: Session) -> int:
+        """Add the hashes of images stored since the last load (by other runs too); return
+        how many. Ingest stores under one lock, so newer images have higher ids."""
         rows = session.execute(
             select(Image.id, Image.phash).where(
-                Image.status.in_([ImageStatus.PUBLISHED, ImageStatus.QUEUED])
+                Image.status.in_([ImageStatus.PUBLISHED, ImageStatus.QUEUED]),
+                Image.id > self.high,
             )
         ).all()
-        bank = cls()
+        known = set(self.ids)
+        fresh = [row for row in rows if row[0] not in known]
+        if fresh:
+            self.ids += [row[0] for row in fresh]
+            self.words = np.vstack([self.words, np.stack([hash_words(r[1]) for r in fresh])])
         if rows:
-            bank.ids = [row[0] for row in rows]
-            bank.words = np.stack([hash_words(row[1]) for row in rows])
-        return bank
+            self.high = max(self.high, max(row[0] for row in rows))
+        return len(fresh)
 
     def add(self, image_id: int, hex_hash: str) -> None:
         self.ids.append(image_id)

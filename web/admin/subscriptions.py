@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import flash, redirect, render_template, url_for
+from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
-from ingest.subscriptions import (
-    get_subscription,
-    list_subscriptions,
-    save_subscription,
-    start_in_background,
-)
+from ingest.subscriptions import get_subscription, list_subscriptions, save_subscription
+from scenery import schedule
 from scenery.db import transaction
+from scenery.workers import alive
 from web.admin import bp
 from web.forms import ActionForm, SubscriptionForm
 from web.services import BadRequest, context, db
@@ -22,6 +20,7 @@ from web.services import BadRequest, context, db
 @bp.get("/subscriptions")
 def subscriptions() -> str:
     rows = list_subscriptions(db())
+    workers = {w.id: w for w in alive(db())}
     forms = {row.id: SubscriptionForm(obj=row, prefix=f"s{row.id}", formdata=None) for row in rows}
     for row in rows:
         forms[row.id].time_filter.data = row.time_filter or ""
@@ -31,7 +30,8 @@ def subscriptions() -> str:
         forms=forms,
         new=SubscriptionForm(prefix="new", formdata=None),
         form=ActionForm(),
-        running=any(row.running_since for row in rows),
+        running=any(row.lease_token for row in rows),
+        workers=workers,
     )
 
 
@@ -83,8 +83,13 @@ def toggle_pause(subscription_id: int) -> Any:
 
 @bp.post("/subscriptions/<int:subscription_id>/run")
 def run_now(subscription_id: int) -> Any:
-    if start_in_background(context(), subscription_id):
-        flash("Started: the page shows the summary when the run ends.", "ok")
+    """Claim the subscription and hand it to a worker; nothing runs in this process."""
+    ctx = context()
+    owner = f"web:{current_user.username}"
+    if schedule.run_now(
+        ctx.sessions, ctx.queue, subscription_id, owner, ctx.settings.lease_seconds
+    ):
+        flash("Queued: a worker runs it now; this page shows its summary when it ends.", "ok")
     else:
         flash("A run of this subscription is already under way.", "error")
     return redirect(url_for("admin.subscriptions"))

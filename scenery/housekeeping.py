@@ -1,0 +1,93 @@
+"""Housekeeping a worker does on the schedule or when asked: recover expired leases (and the
+download folders of dead runs), save an index snapshot, refit the gallery model when due,
+drop long-rejected files, train the watermark detector. Each is idempotent."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+
+from scenery.context import Context
+from scenery.queue import Handler, Job
+from scenery.retention import purge_rejected_files
+from scenery.schedule import live_tokens, recover_expired
+
+log = logging.getLogger(__name__)
+LEGACY_DOWNLOAD_AGE = 3600.0  # files of runs from before per-run folders, by age
+
+_saved_at: dict[int, int] = {}  # index watermark last saved, per context
+_model_lock = threading.Lock()  # one model job at a time in a process
+
+
+def recover_leases(ctx: Context) -> int:
+    """Close runs whose lease expired and remove the download folders of runs not alive."""
+    lost = recover_expired(ctx.sessions)
+    if lost:
+        log.warning("%d ingest runs lost their lease; their subscriptions are due again", lost)
+    sweep_downloads(ctx)
+    return lost
+
+
+def sweep_downloads(ctx: Context) -> None:
+    """Remove download folders that no live run owns (killed runs leave theirs behind)."""
+    root = ctx.settings.downloads_dir
+    if not root.is_dir():
+        return
+    with ctx.sessions() as session:
+        live = live_tokens(session)
+    for path in root.iterdir():
+        if path.is_dir() and path.name not in live:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_file() and time.time() - path.stat().st_mtime > LEGACY_DOWNLOAD_AGE:
+            path.unlink(missing_ok=True)
+
+
+def save_index(ctx: Context) -> bool:
+    """Catch this process's index up and save a snapshot, if anything changed since."""
+    index = ctx.index
+    index.refresh(force=True)
+    if _saved_at.get(id(ctx)) == index.watermark:
+        return False
+    index.save()
+    _saved_at[id(ctx)] = index.watermark
+    return True
+
+
+def refit(ctx: Context) -> bool:
+    """Refit the gallery model if the reference set grew enough."""
+    if not ctx.settings.gallery_fit:
+        return False
+    from scenery.curation.fitting import refit_if_due
+
+    with _model_lock:
+        return refit_if_due(ctx) is not None
+
+
+def retention(ctx: Context) -> int:
+    return purge_rejected_files(ctx, ctx.settings.rejected_file_retention_days)
+
+
+def train_watermark(ctx: Context) -> None:
+    from scenery.curation.gallery_training import train_gallery_watermark
+
+    with _model_lock:
+        trained = train_gallery_watermark(ctx)
+    log.info(
+        "watermark detector trained: precision %.3f, recall %.3f (%s)",
+        trained.training.precision,
+        trained.training.recall,
+        trained.artifact.path,
+    )
+
+
+def handlers(ctx: Context) -> dict[Job, Handler]:
+    """The core's jobs, bound to this process's context."""
+    return {
+        Job.RECOVER_LEASES: lambda: recover_leases(ctx),
+        Job.SAVE_INDEX: lambda: save_index(ctx),
+        Job.REFIT: lambda: refit(ctx),
+        Job.RETENTION: lambda: retention(ctx),
+        Job.TRAIN_WATERMARK: lambda: train_watermark(ctx),
+    }

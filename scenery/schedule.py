@@ -1,0 +1,311 @@
+"""The subscription schedule and its leases, kept in the database so that any number of
+schedulers, workers and CLI runs on any number of machines agree.
+
+A subscription is due when ``next_run_at`` has passed, it is not paused and no live lease is
+held. Claiming it is one compare-and-set update that writes a new lease token; only a claim
+that succeeded enqueues its ingest, so a stray second scheduler does no harm. The run renews
+its lease while it works; a lease that expires (worker killed, machine gone) leaves the
+subscription due, so whichever worker is alive redoes the work. Each claim is an
+``IngestRun`` row, which is also the run's history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from scenery.db import transaction
+from scenery.errors import NotFound, SceneryError
+from scenery.models import IngestRun, Subscription, as_utc, utcnow
+from scenery.queue import Job, TaskQueue
+
+LOST = "its worker stopped renewing the lease (killed, or its machine is gone); it runs again"
+
+
+class LeaseHeld(SceneryError):
+    """A feed is being ingested right now by someone else."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed run: its token (lease and download folder) and what it covers."""
+
+    token: str
+    subscription_ids: tuple[int, ...] = ()
+    expires_at: datetime | None = field(default=None, compare=False)
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def _free(now: datetime) -> Any:
+    return or_(Subscription.lease_expires_at.is_(None), Subscription.lease_expires_at < now)
+
+
+def _cas(
+    session: Session,
+    subscription_id: int,
+    token: str,
+    owner: str,
+    expires: datetime,
+    now: datetime,
+    *,
+    due_only: bool,
+) -> bool:
+    """Write a lease on one subscription if it is free (and due); True if this call won."""
+    conditions = [Subscription.id == subscription_id, _free(now)]
+    if due_only:
+        conditions += [Subscription.paused.is_(False), Subscription.next_run_at <= now]
+    won = session.execute(
+        update(Subscription)
+        .where(*conditions)
+        .values(lease_token=token, lease_owner=owner, lease_expires_at=expires)
+        .execution_options(synchronize_session=False)
+    )
+    if not won.rowcount:  # type: ignore[attr-defined]
+        return False
+    # A run whose lease ran out before anyone noticed is over: its successor starts now.
+    session.execute(
+        update(IngestRun)
+        .where(IngestRun.subscription_id == subscription_id, IngestRun.finished_at.is_(None))
+        .values(status="lost", finished_at=now, error=LOST)
+        .execution_options(synchronize_session=False)
+    )
+    return True
+
+
+def _record(
+    session: Session,
+    token: str,
+    subscription_id: int | None,
+    subreddits: str,
+    owner: str,
+    expires: datetime,
+) -> None:
+    session.add(
+        IngestRun(
+            token=token,
+            subscription_id=subscription_id,
+            subreddits=subreddits,
+            owner=owner,
+            expires_at=expires,
+            status="queued",
+        )
+    )
+
+
+def due_subscriptions(session: Session, now: datetime | None = None) -> list[int]:
+    """Ids of the subscriptions a tick would claim now."""
+    now = now or utcnow()
+    return list(
+        session.scalars(
+            select(Subscription.id)
+            .where(Subscription.paused.is_(False), Subscription.next_run_at <= now, _free(now))
+            .order_by(Subscription.next_run_at)
+        )
+    )
+
+
+def tick(
+    sessions: sessionmaker[Session], queue: TaskQueue, owner: str, lease: float
+) -> list[Claim]:
+    """Claim every due subscription (one compare-and-set each) and enqueue the won ones."""
+    now = utcnow()
+    expires = now + timedelta(seconds=lease)
+    claims: list[Claim] = []
+    with transaction(sessions) as session:
+        rows = session.execute(
+            select(Subscription.id, Subscription.subreddit).where(
+                Subscription.id.in_(due_subscriptions(session, now))
+            )
+        ).all()
+        for subscription_id, subreddit in rows:
+            token = new_token()
+            if _cas(session, subscription_id, token, owner, expires, now, due_only=True):
+                _record(session, token, subscription_id, subreddit, owner, expires)
+                claims.append(Claim(token, (subscription_id,), expires))
+    for claim in claims:  # after the commit: a worker must find the claim it is handed
+        queue.enqueue(Job.INGEST, claim.subscription_ids[0], claim.token)
+    return claims
+
+
+def run_now(
+    sessions: sessionmaker[Session],
+    queue: TaskQueue,
+    subscription_id: int,
+    owner: str,
+    lease: float,
+) -> Claim | None:
+    """Make a subscription due now and claim it for a worker; None if a run holds it."""
+    now = utcnow()
+    expires = now + timedelta(seconds=lease)
+    token = new_token()
+    with transaction(sessions) as session:
+        sub = session.get(Subscription, subscription_id)
+        if sub is None:
+            raise NotFound(f"no subscription {subscription_id}")
+        if not _cas(session, subscription_id, token, owner, expires, now, due_only=False):
+            return None
+        # Due from now on: if this task is lost, the lease expires and the next tick runs it.
+        session.execute(
+            update(Subscription)
+            .where(Subscription.id == subscription_id)
+            .values(next_run_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        _record(session, token, subscription_id, sub.subreddit, owner, expires)
+    queue.enqueue(Job.INGEST, subscription_id, token)
+    return Claim(token, (subscription_id,), expires)
+
+
+def claim_feeds(
+    sessions: sessionmaker[Session],
+    subreddits: Sequence[str],
+    listing: str,
+    time_filter: str | None,
+    owner: str,
+    lease: float,
+) -> Claim:
+    """Claim a command-line run: the leases of the subscriptions that follow these feeds
+    (all or none), and a run row of its own either way."""
+    now = utcnow()
+    expires = now + timedelta(seconds=lease)
+    token = new_token()
+    names = [name.lower() for name in subreddits]
+    with transaction(sessions) as session:
+        subs = session.scalars(
+            select(Subscription).where(
+                func.lower(Subscription.subreddit).in_(names),
+                Subscription.listing == listing,
+                Subscription.time_filter.is_(None)
+                if time_filter is None
+                else Subscription.time_filter == time_filter,
+            )
+        ).all()
+        held = []
+        for sub in subs:
+            if not _cas(session, sub.id, token, owner, expires, now, due_only=False):
+                held.append(sub)
+        if held:  # leaving the transaction by this error rolls back the leases won above
+            who = ", ".join(f"r/{s.subreddit} ({s.lease_owner or 'a worker'})" for s in held)
+            raise LeaseHeld(f"already being ingested: {who}; try again when that run ends")
+        _record(session, token, None, ",".join(subreddits), owner, expires)
+    return Claim(token, tuple(sub.id for sub in subs), expires)
+
+
+def start(
+    sessions: sessionmaker[Session], token: str, worker: str, lease: float
+) -> IngestRun | None:
+    """Begin a claimed run; None if its claim was superseded or the run is already over."""
+    now = utcnow()
+    expires = now + timedelta(seconds=lease)
+    with transaction(sessions) as session:
+        run = session.scalar(select(IngestRun).where(IngestRun.token == token))
+        if run is None or run.finished_at is not None:
+            return None
+        if run.subscription_id is not None:
+            held = session.execute(
+                update(Subscription)
+                .where(Subscription.lease_token == token)
+                .values(lease_expires_at=expires, lease_owner=worker, running_since=now)
+                .execution_options(synchronize_session=False)
+            )
+            if not held.rowcount:  # type: ignore[attr-defined]
+                run.status, run.finished_at = "superseded", now
+                return None
+        run.status, run.started_at, run.worker, run.expires_at = "running", now, worker, expires
+        session.flush()
+        session.expunge(run)
+        return run
+
+
+def renew(sessions: sessionmaker[Session], claim: Claim, lease: float) -> bool:
+    """Extend a run's lease; False if it was lost (expired and taken, or marked lost)."""
+    expires = utcnow() + timedelta(seconds=lease)
+    with transaction(sessions) as session:
+        run = session.execute(
+            update(IngestRun)
+            .where(IngestRun.token == claim.token, IngestRun.finished_at.is_(None))
+            .values(expires_at=expires)
+            .execution_options(synchronize_session=False)
+        )
+        subs = session.execute(
+            update(Subscription)
+            .where(Subscription.lease_token == claim.token)
+            .values(lease_expires_at=expires)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(run.rowcount) and subs.rowcount == len(claim.subscription_ids)  # type: ignore[attr-defined]
+
+
+def finish(
+    sessions: sessionmaker[Session],
+    token: str,
+    status: str,
+    error: str | None,
+    summary: dict[str, Any] | None,
+    *,
+    reschedule: bool = True,
+) -> None:
+    """End a run: record how it went and free its subscriptions' leases. ``reschedule`` False
+    (a run handed back unfinished) leaves them due, so the next tick runs them again."""
+    now = utcnow()
+    with transaction(sessions) as session:
+        run = session.scalar(select(IngestRun).where(IngestRun.token == token))
+        if run is None:
+            return
+        run.status, run.error, run.summary, run.finished_at = status, error, summary, now
+        for sub in session.scalars(select(Subscription).where(Subscription.lease_token == token)):
+            sub.lease_token = sub.lease_owner = sub.lease_expires_at = None
+            sub.running_since = None
+            sub.last_run_at, sub.last_status, sub.last_error = now, status, error
+            if summary is not None:
+                sub.last_summary = summary
+            if reschedule:
+                claimed = as_utc(run.claimed_at) or now
+                sub.next_run_at = claimed + timedelta(minutes=sub.interval_minutes)
+
+
+def recover_expired(sessions: sessionmaker[Session]) -> int:
+    """Close runs and free subscriptions whose lease expired; return how many runs were lost.
+    Their subscriptions keep their due time, so the next tick claims them again."""
+    now = utcnow()
+    with transaction(sessions) as session:
+        lost = session.execute(
+            update(IngestRun)
+            .where(IngestRun.finished_at.is_(None), IngestRun.expires_at < now)
+            .values(status="lost", finished_at=now, error=LOST)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(Subscription)
+            .where(Subscription.lease_token.is_not(None), Subscription.lease_expires_at < now)
+            .values(
+                lease_token=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                running_since=None,
+                last_status="lost",
+                last_error=LOST,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(lost.rowcount)  # type: ignore[attr-defined]
+
+
+def live_tokens(session: Session) -> set[str]:
+    """Tokens of runs that hold a live lease (their download folders are in use)."""
+    return set(
+        session.scalars(
+            select(IngestRun.token).where(
+                IngestRun.finished_at.is_(None), IngestRun.expires_at >= utcnow()
+            )
+        )
+    )
