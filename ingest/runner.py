@@ -25,6 +25,7 @@ from scenery import schedule
 from scenery.context import Context
 from scenery.curation.fitting import refit_if_due
 from scenery.errors import SceneryError
+from scenery.housekeeping import sweep_downloads
 from scenery.retention import purge_rejected_files
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ def run_claimed(
     if schedule.start(ctx.sessions, claim.token, worker, settings.lease_seconds) is None:
         log.info("run %s was superseded before it started", claim.token)
         return None
+    sweep_downloads(ctx)  # what runs killed before this one left behind
     with Renewer(ctx, claim) as renewer:
 
         def should_stop() -> bool:

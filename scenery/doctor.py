@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
 
 from scenery.context import Context
+from scenery.housekeeping import dead_downloads
 from scenery.models import Embedding, Image, ImageStatus
 from scenery.storage import SHA256_RE
 
@@ -54,8 +56,7 @@ def examine(ctx: Context) -> Findings:
             findings.stray_temp_files.append(path)
         elif path.is_file() and not (SHA256_RE.fullmatch(path.stem) and path.stem in known):
             findings.files_without_rows.append(path)
-    downloads = ctx.settings.root / "tmp" / "downloads"
-    findings.stray_temp_files += sorted(p for p in downloads.glob("*") if p.is_file())
+    findings.stray_temp_files += dead_downloads(ctx)
     published = {row.id for row in rows if row.status == ImageStatus.PUBLISHED} & embedded
     indexed = set(ctx.index.index.ids)
     findings.indexed_not_published = sorted(indexed - published)
@@ -66,7 +67,10 @@ def examine(ctx: Context) -> Findings:
 def repair(ctx: Context, findings: Findings) -> None:
     """Remove orphan and temporary files and rebuild the index if it disagrees."""
     for path in findings.files_without_rows + findings.stray_temp_files:
-        path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     if findings.indexed_not_published or findings.published_not_indexed:
         ctx.index.rebuild()
         ctx.index.save()

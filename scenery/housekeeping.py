@@ -8,6 +8,7 @@ import logging
 import shutil
 import threading
 import time
+from pathlib import Path
 
 from scenery.context import Context
 from scenery.queue import Handler, Job
@@ -32,16 +33,28 @@ def recover_leases(ctx: Context) -> int:
 
 def sweep_downloads(ctx: Context) -> None:
     """Remove download folders that no live run owns (killed runs leave theirs behind)."""
+    for path in dead_downloads(ctx):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def dead_downloads(ctx: Context) -> list[Path]:
+    """Download folders of runs that are over (or whose lease expired), and loose files of
+    runs from before per-run folders that are over an hour old."""
     root = ctx.settings.downloads_dir
     if not root.is_dir():
-        return
+        return []
     with ctx.sessions() as session:
         live = live_tokens(session)
-    for path in root.iterdir():
+    dead = []
+    for path in sorted(root.iterdir()):
         if path.is_dir() and path.name not in live:
-            shutil.rmtree(path, ignore_errors=True)
+            dead.append(path)
         elif path.is_file() and time.time() - path.stat().st_mtime > LEGACY_DOWNLOAD_AGE:
-            path.unlink(missing_ok=True)
+            dead.append(path)
+    return dead
 
 
 def save_index(ctx: Context) -> bool:

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -86,3 +86,63 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, timeout: 
             pass
         time.sleep(0.2)
     raise RuntimeError(f"server not ready after {timeout} s:\n{log.read_text()}")
+
+
+def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
+    """The environment that gives a ``scenery`` process these settings (every field that was
+    set explicitly), plus ``extra`` (setting names, lower case)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_")}
+    values = {name: getattr(settings, name) for name in settings.model_fields_set}
+    values.update(extra)
+    for name, value in values.items():
+        if value is None:
+            continue
+        text = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        env[f"SCENERY_{name.upper()}"] = text
+    return env
+
+
+class Processes:
+    """Real ``scenery`` processes started by a test, each logging to a file; all are stopped
+    (and killed if they hang) when the test ends."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, name: str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [str(BIN / "scenery"), *args], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.started.append((process, log))
+        return process
+
+    def log(self, process: subprocess.Popen[bytes]) -> str:
+        return next(log.read_text() for p, log in self.started if p is process)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for _, log in self.started)
+
+    def stop_all(self) -> None:
+        for process, _ in self.started:
+            if process.poll() is None:
+                process.terminate()
+        for process, _ in self.started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, step: float = 0.2) -> None:
+    """Poll until ``condition()`` is true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

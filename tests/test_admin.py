@@ -10,7 +10,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from scenery.embed import OpenClipEmbedder
-from scenery.models import Candidate, CandidateState, ImageStatus, Subscription
+from scenery.models import Candidate, CandidateState, ImageStatus, IngestRun, Subscription
+from scenery.queue import Job
 from scenery.review import review_queue
 from tests.admin_world import (
     ADMIN,
@@ -22,7 +23,6 @@ from tests.admin_world import (
     queued_ids,
     stat,
 )
-from tests.fakes.reddit_posts import make_post
 
 
 def test_the_ingest_left_a_queue_a_rejection_and_a_pair(world: AdminWorld) -> None:
@@ -195,11 +195,9 @@ def test_duplicate_pairs_offer_both_and_keep_either(world: AdminWorld, admin: Fl
     assert "0 to decide" in admin.get("/admin/duplicates").get_data(as_text=True)
 
 
-def test_subscriptions_add_pause_and_run_now_in_the_background(
-    world: AdminWorld, admin: FlaskClient, photos: list[Path]
+def test_subscriptions_add_pause_and_run_now_hands_the_run_to_a_worker(
+    world: AdminWorld, admin: FlaskClient
 ) -> None:
-    photo = world.fake.add_photo("/img/f1.jpg", photos[-1])
-    world.fake.add_posts("Fresh", [make_post("fresh1", subreddit="Fresh", url=photo)])
     token = page_token(admin, "/admin/subscriptions")
     form = {
         "new-subreddit": "r/Fresh",
@@ -219,24 +217,25 @@ def test_subscriptions_add_pause_and_run_now_in_the_background(
             "week",
             25,
         )
+        assert sub.interval_minutes == 30 and sub.next_run_at is not None  # due at once
     admin.post(f"/admin/subscriptions/{sub_id}/pause", data={"csrf_token": token})
     assert "Resume" in admin.get("/admin/subscriptions").get_data(as_text=True)
+    world.ctx.queue.flush()
     started = time.monotonic()
     response = admin.post(f"/admin/subscriptions/{sub_id}/run", data={"csrf_token": token})
     assert response.status_code == 302 and time.monotonic() - started < 5  # did not wait
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with world.ctx.sessions() as session:
-            sub = session.get(Subscription, sub_id)
-            if sub.last_run_at is not None and sub.running_since is None:
-                break
-        time.sleep(0.2)
-    assert sub.last_status == "ok", sub.last_error
-    assert sub.last_summary["posts_seen"] == 1 and sub.last_summary["queued"] == 1
+    # A paused subscription can still be run by hand: claimed, and one task for a worker.
+    with world.ctx.sessions() as session:
+        sub = session.get(Subscription, sub_id)
+        run = session.scalars(select(IngestRun).where(IngestRun.subscription_id == sub_id)).one()
+        assert sub.lease_token == run.token and run.status == "queued"
+        assert sub.last_run_at is None and sub.running_since is None  # nothing ran here
+    assert [(t.name, tuple(t.args)) for t in world.ctx.queue.huey.pending()] == [
+        (Job.INGEST.value, (sub_id, run.token))
+    ]
+    assert not [r for r in world.fake.listing_requests() if r.path.startswith("/r/Fresh/")]
     page = admin.get("/admin/subscriptions").get_data(as_text=True)
-    assert "posts seen <b>1</b>" in page and 'queued <b class="queued">1</b>' in page
-    listings = world.fake.listing_requests()
-    assert any(r.path == "/r/Fresh/top.json" and r.query.get("t") == "week" for r in listings)
+    assert "Claimed by web:owner, waiting for a worker" in page
 
 
 def test_dashboard_shows_the_numbers_of_the_ingest(world: AdminWorld, admin: FlaskClient) -> None:
@@ -304,22 +303,27 @@ def test_queue_shows_a_possible_duplicate_beside_the_image_it_resembles(
             assert f"clip_duplicate {item.match_result['score']:.3f}" in card
 
 
-def test_an_approval_that_grows_the_reference_set_enough_refits_the_gallery_model(
+def test_an_approval_that_grows_the_reference_set_enough_queues_a_refit_for_a_worker(
     tmp_path: Path, db_url: str, photos: list[Path], tiny_embedder: OpenClipEmbedder
 ) -> None:
     from scenery.curation.artifacts import latest_meta
+    from scenery.housekeeping import handlers
 
     # 4 references, minimum 5: cold start until one approval reaches the minimum.
     with admin_world(tmp_path, db_url, photos, tiny_embedder, gmm_min_reference=5) as world:
-        settings = world.ctx.settings
+        settings, queue = world.ctx.settings, world.ctx.queue
         assert not world.summary.refitted and latest_meta(settings, "gmm") is None
+        queue.flush()
         admin = world.app.test_client()
         assert log_in(admin) == 302
         token = page_token(admin, "/admin/queue")
         image_id = queued_ids(world)[0]
         admin.post("/admin/decide", data={"act": f"approve:{image_id}", "csrf_token": token})
-        deadline = time.monotonic() + 60
-        while latest_meta(settings, "gmm") is None and time.monotonic() < deadline:
-            time.sleep(0.2)
+        # The web process only asks: one refit task waits and no model was fitted here.
+        assert [t.name for t in queue.huey.pending()] == [Job.REFIT.value]
+        assert latest_meta(settings, "gmm") is None
+        # The task, run with the handlers a worker serves, fits the model from 5 references.
+        queue.serve(handlers(world.ctx))
+        queue.huey.execute(queue.huey.dequeue())
         meta = latest_meta(settings, "gmm")
         assert meta is not None and meta["n_reference"] == 5
