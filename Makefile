@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/scenery init
-	$(BIN)/scenery serve --host $(HOST) --port $(PORT)
+	$(BIN)/scenery serve --with-worker --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -37,7 +37,7 @@ bench: $(STAMP)
 # Import the sample photos with the offline tiny model (no weights to download).
 demo: $(STAMP)
 	SCENERY_CLIP_MODEL=tiny-test $(BIN)/scenery import ../shared/data/photos
-	SCENERY_CLIP_MODEL=tiny-test $(BIN)/scenery serve --host $(HOST) --port $(PORT)
+	SCENERY_CLIP_MODEL=tiny-test $(BIN)/scenery serve --with-worker --host $(HOST) --port $(PORT)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache test-artifacts
