@@ -31,3 +31,7 @@ class IndexMismatch(SceneryError):
 
 class CurationError(SceneryError):
     """A curation model cannot be fitted or used (too little data, wrong embedder...)."""
+
+
+class QueueUnavailable(SceneryError):
+    """The task queue (its Redis server, or its SQLite file) cannot take a task now."""

@@ -50,9 +50,9 @@ def dead_downloads(ctx: Context) -> list[Path]:
         live = live_tokens(session)
     dead = []
     for path in sorted(root.iterdir()):
-        if path.is_dir() and path.name not in live:
-            dead.append(path)
-        elif path.is_file() and time.time() - path.stat().st_mtime > LEGACY_DOWNLOAD_AGE:
+        if (path.is_dir() and path.name not in live) or (
+            path.is_file() and time.time() - path.stat().st_mtime > LEGACY_DOWNLOAD_AGE
+        ):
             dead.append(path)
     return dead
 

@@ -20,7 +20,7 @@ from typing import Any
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from scenery.config import Settings
-from scenery.errors import ConfigError, SceneryError
+from scenery.errors import ConfigError, QueueUnavailable, SceneryError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,12 @@ class TaskQueue:
 
     def enqueue(self, job: Job, *args: Any) -> None:
         """Ask a worker to run ``job`` soon."""
-        self._tasks[job](*args)
+        try:
+            self._tasks[job](*args)
+        except Exception as exc:  # Redis down, the queue file unwritable...
+            if self.huey.immediate:
+                raise
+            raise QueueUnavailable(f"the task queue is unreachable: {exc}") from exc
         log.info("enqueued %s%s", job, args)
 
     def pending(self) -> int:
@@ -93,5 +98,5 @@ class TaskQueue:
         return int(self.huey.pending_count())
 
     def flush(self) -> None:
-        """Drop every waiting task (tests, and `scenery status --flush`)."""
+        """Drop every waiting task."""
         self.huey.flush()

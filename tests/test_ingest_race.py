@@ -52,7 +52,12 @@ def test_concurrent_ingests_publish_one_of_two_near_duplicates(
             start = threading.Barrier(2)
             errors: list[BaseException] = []
 
-            def ingest(ctx: Context, subreddit: str, start: threading.Barrier = start) -> None:
+            def ingest(
+                ctx: Context,
+                subreddit: str,
+                start: threading.Barrier = start,
+                errors: list[BaseException] = errors,
+            ) -> None:
                 try:
                     start.wait()
                     run_ingest(ctx, [subreddit], limit=50)

@@ -9,7 +9,7 @@ import pytest
 from huey import RedisHuey, SqliteHuey, signals
 
 from scenery.config import Settings
-from scenery.errors import ConfigError, SceneryError
+from scenery.errors import ConfigError, QueueUnavailable, SceneryError
 from scenery.queue import Job, TaskQueue, build_huey
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -76,3 +76,11 @@ def test_housekeeping_is_periodic_only_where_the_scheduler_runs(tmp_path: Path) 
         Job.REFIT.value,
         Job.RETENTION.value,
     }
+
+
+def test_an_unreachable_redis_is_a_clear_error(tmp_path: Path) -> None:
+    queue = TaskQueue(
+        Settings(data_dir=tmp_path, queue_url="redis://127.0.0.1:1/0", queue_name="nowhere")
+    )
+    with pytest.raises(QueueUnavailable, match="task queue is unreachable"):
+        queue.enqueue(Job.REFIT)

@@ -10,7 +10,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from scenery.accounts import AccountError
-from scenery.errors import ImageRejected, ModelLoadError, NotFound
+from scenery.errors import ImageRejected, ModelLoadError, NotFound, QueueUnavailable
 from scenery.review import ReviewError
 from web.services import BadRequest
 
@@ -55,6 +55,12 @@ def register(app: Flask) -> None:
     def _model(exc: ModelLoadError) -> tuple[Any, int]:
         log.error("search model unavailable: %s", exc)
         return _respond(503, "Search unavailable", str(exc))
+
+    @app.errorhandler(QueueUnavailable)
+    def _queue(exc: QueueUnavailable) -> tuple[Any, int]:
+        log.error("%s", exc)
+        message = f"{exc}. Claimed work runs when the queue is back (the scheduler retries it)."
+        return _respond(503, "Task queue unavailable", message)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> tuple[Any, int]:
