@@ -13,7 +13,7 @@ from pathlib import Path
 from scenery.context import Context
 from scenery.queue import Handler, Job
 from scenery.retention import purge_rejected_files
-from scenery.schedule import live_tokens, recover_expired
+from scenery.schedule import live_tokens, prune_runs, recover_expired
 
 log = logging.getLogger(__name__)
 LEGACY_DOWNLOAD_AGE = 3600.0  # files of runs from before per-run folders, by age
@@ -79,6 +79,8 @@ def refit(ctx: Context) -> bool:
 
 
 def retention(ctx: Context) -> int:
+    """Drop the files of long-rejected images, and the history of old runs."""
+    prune_runs(ctx.sessions)
     return purge_rejected_files(ctx, ctx.settings.rejected_file_retention_days)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from scenery.db import transaction
@@ -25,6 +25,7 @@ from scenery.errors import NotFound, SceneryError
 from scenery.models import IngestRun, Subscription, as_utc, utcnow
 from scenery.queue import Job, TaskQueue
 
+RUN_HISTORY = timedelta(days=30)  # finished runs kept for the admin pages
 LOST = "its worker stopped renewing the lease (killed, or its machine is gone); it runs again"
 
 
@@ -309,3 +310,14 @@ def live_tokens(session: Session) -> set[str]:
             )
         )
     )
+
+
+def prune_runs(sessions: sessionmaker[Session], older_than: timedelta = RUN_HISTORY) -> int:
+    """Forget finished runs older than ``older_than``; return how many."""
+    with transaction(sessions) as session:
+        gone = session.execute(
+            delete(IngestRun).where(
+                IngestRun.finished_at.is_not(None), IngestRun.finished_at < utcnow() - older_than
+            )
+        )
+        return int(gone.rowcount)  # type: ignore[attr-defined]

@@ -143,9 +143,7 @@ def test_recovery_closes_expired_runs_and_frees_their_subscriptions(ctx: Context
 def test_run_now_claims_a_paused_subscription_once(ctx: Context) -> None:
     sid = subscribe(ctx, paused=True)
     with transaction(ctx.sessions) as session:  # not due for an hour
-        session.execute(
-            update(Subscription).values(next_run_at=utcnow() + timedelta(hours=1))
-        )
+        session.execute(update(Subscription).values(next_run_at=utcnow() + timedelta(hours=1)))
     claim = schedule.run_now(ctx.sessions, ctx.queue, sid, "web:me", lease=60)
     assert claim is not None and ctx.queue.pending() == 1
     assert schedule.run_now(ctx.sessions, ctx.queue, sid, "web:me", lease=60) is None
@@ -178,3 +176,17 @@ def test_enqueued_ingest_carries_ids_only(ctx: Context) -> None:
     task = ctx.queue.huey.dequeue()
     ctx.queue.huey.execute(task)
     assert seen == [(sid, claim.token)]
+
+
+def test_old_finished_runs_are_pruned_and_live_ones_kept(ctx: Context) -> None:
+    old, live = subscribe(ctx, "old"), subscribe(ctx, "live")
+    claims = {c.subscription_ids[0]: c for c in schedule.tick(ctx.sessions, ctx.queue, "w", 60)}
+    schedule.finish(ctx.sessions, claims[old].token, "ok", None, None)
+    with transaction(ctx.sessions) as session:
+        session.execute(
+            update(IngestRun)
+            .where(IngestRun.token == claims[old].token)
+            .values(finished_at=utcnow() - timedelta(days=31))
+        )
+    assert schedule.prune_runs(ctx.sessions) == 1
+    assert runs(ctx, old) == [] and len(runs(ctx, live)) == 1
