@@ -173,8 +173,8 @@ def serve(
         args += ["--access-logfile", "-", "web.wsgi:app"]
         if not with_worker:
             os.execv(str(gunicorn), args)
-        with child([str(scenery_bin), "worker"]):
-            subprocess.run(args, check=False)
+        with child([str(scenery_bin), "worker"]), child(args) as web:
+            web.wait()
         return
     from web import create_app
 
