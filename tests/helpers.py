@@ -43,3 +43,22 @@ def csrf_token(client: FlaskClient, path: str) -> str:
     match = CSRF_RE.search(page)
     assert match, f"no csrf_token on {path}"
     return match.group(1)
+
+
+def subscribe(ctx: Context, name: str = "EarthPorn", every: int = 60, paused: bool = False) -> int:
+    """Follow ``name``'s new listing (due at once); return the subscription id."""
+    from ingest.subscriptions import save_subscription
+    from scenery.db import transaction
+
+    with transaction(ctx.sessions) as session:
+        row = save_subscription(
+            session,
+            None,
+            subreddit=name,
+            listing="new",
+            time_filter=None,
+            post_limit=50,
+            interval_minutes=every,
+            paused=paused,
+        )
+        return row.id

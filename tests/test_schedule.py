@@ -9,27 +9,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from ingest.subscriptions import save_subscription
 from scenery import schedule
 from scenery.context import Context
 from scenery.db import transaction
 from scenery.models import IngestRun, Subscription, as_utc, utcnow
 from scenery.queue import Job
-
-
-def subscribe(ctx: Context, name: str = "EarthPorn", every: int = 60, paused: bool = False) -> int:
-    with transaction(ctx.sessions) as session:
-        row = save_subscription(
-            session,
-            None,
-            subreddit=name,
-            listing="new",
-            time_filter=None,
-            post_limit=10,
-            interval_minutes=every,
-            paused=paused,
-        )
-        return row.id
+from tests.helpers import subscribe
 
 
 def sub(ctx: Context, sid: int) -> Subscription:

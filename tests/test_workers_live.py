@@ -19,7 +19,6 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, update
 
-from ingest.subscriptions import save_subscription
 from scenery import schedule
 from scenery.config import Settings
 from scenery.context import Context
@@ -31,6 +30,7 @@ from scenery.models import Post as PostRow
 from scenery.models import Worker as WorkerRow
 from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
+from tests.helpers import subscribe
 from tests.live import BIN, Processes, free_port, settings_env, wait_for, wait_ready
 
 pytestmark = pytest.mark.slow
@@ -80,21 +80,6 @@ def subscription(ctx: Context, sid: int) -> Subscription:
         return row
 
 
-def subscribe(ctx: Context, name: str, every: int = 60) -> int:
-    with transaction(ctx.sessions) as session:
-        row = save_subscription(
-            session,
-            None,
-            subreddit=name,
-            listing="new",
-            time_filter=None,
-            post_limit=50,
-            interval_minutes=every,
-            paused=False,
-        )
-        return row.id
-
-
 def worker_row(ctx: Context, process: subprocess.Popen[bytes]) -> WorkerRow | None:
     with ctx.sessions() as session:
         return session.scalars(select(WorkerRow).where(WorkerRow.pid == process.pid)).first()
@@ -115,13 +100,18 @@ def cli(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def slow_photos(fake: FakeReddit, photos: list[Path], names: range, delay: float = 1.0) -> None:
-    """Serve these photos correctly but slowly, so a signal lands mid-run."""
-    for n in names:
+def post_photos(fake: FakeReddit, photos: list[Path], count: int, slow_from: int) -> None:
+    """Post ``count`` photos to r/EarthPorn; serve those from ``slow_from`` on correctly but
+    slowly (1 s each), so a signal lands mid-run."""
+    fake.add_posts(
+        "EarthPorn",
+        [make_post(f"p{n}", url=fake.add_photo(f"/img/p{n}.jpg", photos[n])) for n in range(count)],
+    )
+    for n in range(slow_from, count):
         fake.fail(
             f"/img/p{n}.jpg",
             status=200,
-            delay=delay,
+            delay=1.0,
             times=None,
             body=photos[n].read_bytes(),
             content_type="image/jpeg",
@@ -187,11 +177,7 @@ def test_sigterm_mid_ingest_hands_the_run_back_and_the_next_worker_finishes_it(
 ) -> None:
     fake = FakeReddit()
     with fake.running():
-        fake.add_posts(
-            "EarthPorn",
-            [make_post(f"p{n}", url=fake.add_photo(f"/img/p{n}.jpg", photos[n])) for n in range(8)],
-        )
-        slow_photos(fake, photos, range(2, 8))
+        post_photos(fake, photos, 8, slow_from=2)
         settings = fast(
             fake, tmp_path, clip_batch_size=2, download_concurrency=1, worker_shutdown_seconds=20
         )
@@ -241,11 +227,7 @@ def test_killed_worker_loses_its_lease_and_the_other_worker_redoes_the_run(
 ) -> None:
     fake = FakeReddit()
     with fake.running():
-        fake.add_posts(
-            "EarthPorn",
-            [make_post(f"p{n}", url=fake.add_photo(f"/img/p{n}.jpg", photos[n])) for n in range(8)],
-        )
-        slow_photos(fake, photos, range(2, 8))
+        post_photos(fake, photos, 8, slow_from=2)
         settings = fast(
             fake,
             tmp_path,
