@@ -21,6 +21,7 @@ from scenery import schedule
 from scenery.curation import gallery_training, watermark
 from scenery.curation.artifacts import kind_dir, latest_meta
 from scenery.db import transaction
+from scenery.errors import QueueUnavailable
 from scenery.models import IngestRun, Subscription, Worker, utcnow
 from scenery.queue import Job
 from scenery.workers import beat, record_failure, register
@@ -105,7 +106,8 @@ def test_dashboard_warns_when_no_worker_is_alive(world: AdminWorld, admin: Flask
     last_seen(world, SILENT, timedelta(minutes=10))
     page = admin.get("/admin/").get_data(as_text=True)
     warning = text(page.split('id="no-workers"')[1].split("</p>")[0])
-    assert "nothing runs scheduled ingests" in warning and "scenery worker" in warning
+    assert "nothing runs scheduled ingests" in warning
+    assert "Start scenery worker , or make run" in warning
     assert "No worker seen in the last 5 minutes." in page
     assert stat(page, "stat-workers") == "0"
 
@@ -163,6 +165,23 @@ def test_train_button_enqueues_one_training_and_trains_nothing_here(
     assert not kind_dir(world.ctx.settings, "watermark").exists()
     page = admin.get(response.headers["Location"]).get_data(as_text=True)
     assert "Queued: a worker trains the detector." in page
+
+
+def test_train_button_says_so_when_the_queue_is_unreachable(
+    world: AdminWorld, admin: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*_args: object) -> None:
+        raise QueueUnavailable("the task queue is unreachable: Connection refused")
+
+    monkeypatch.setattr(world.ctx.queue, "enqueue", down)
+    token = page_token(admin, "/admin/")
+    response = admin.post(
+        "/admin/train/watermark", data={"csrf_token": token}, follow_redirects=True
+    )
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and response.request.path == "/admin/"
+    assert "Not queued: the task queue is unreachable: Connection refused." in page
+    assert "Queued: a worker trains" not in page
 
 
 def test_train_button_without_a_csrf_token_is_refused(
@@ -294,3 +313,35 @@ def test_interval_accepts_zero_for_every_tick_and_up_to_four_weeks(
     assert admin.post(f"/admin/subscriptions/{row.id}", data=edit).status_code == 400
     with world.ctx.sessions() as session:
         assert session.get(Subscription, row.id).interval_minutes == 60 * 24 * 28
+
+
+def test_lease_text_tells_queued_running_stale_and_expired_apart() -> None:
+    from web.admin.subscriptions import row_state
+
+    now = utcnow()
+    live = Worker(id=LIVE, host="alpha-host", pid=101)
+    workers = {LIVE: live}
+
+    def state(**values: Any) -> str:
+        row = Subscription(
+            subreddit="Fresh", lease_token="t", lease_expires_at=now + timedelta(minutes=4)
+        )
+        for name, value in values.items():
+            setattr(row, name, value)
+        lease = row_state(row, workers, now).lease
+        assert lease is not None
+        return lease
+
+    started = now - timedelta(minutes=2)
+    assert state(lease_owner=LIVE) == "Claimed by alpha-host:101, waiting for a worker"
+    assert state(lease_owner=LIVE, running_since=started) == (
+        "Running now on alpha-host:101, started 2 min ago"
+    )
+    assert state(lease_owner="cli:box:9", running_since=started).startswith(
+        "Running now from the command line (cli:box:9)"
+    )
+    stale = state(lease_owner="gone:1:x", running_since=started)
+    assert "has not been seen for 5 minutes" in stale and "in 4 min" in stale
+    expired = {"lease_owner": "web:owner", "lease_expires_at": now - timedelta(minutes=3)}
+    assert state(**expired).endswith("ran out 3 min ago: the next scheduler tick runs it again")
+    assert "when resumed or run by hand" in state(paused=True, **expired)

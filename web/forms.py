@@ -42,6 +42,8 @@ class SubscriptionForm(FlaskForm):
     )
     post_limit = IntegerField("Posts", default=100, validators=[NumberRange(1, 1000)])
     interval_minutes = IntegerField(
-        "Every (minutes)", default=60, validators=[NumberRange(5, 60 * 24 * 7)]
+        "Every (minutes, 0 = every scheduler tick)",
+        default=60,
+        validators=[NumberRange(0, 60 * 24 * 28)],  # up to four weeks, as the CLI allows
     )
     paused = BooleanField("Paused")

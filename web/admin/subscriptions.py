@@ -1,20 +1,105 @@
-"""Subscriptions: the subreddits the gallery follows; add, edit, pause, run now."""
+"""Subscriptions: the subreddits the gallery follows; add, edit, pause, run now, and what
+their schedule, lease and last runs say."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
 
 from ingest.subscriptions import get_subscription, list_subscriptions, save_subscription
 from scenery import schedule
 from scenery.db import transaction
+from scenery.models import IngestRun, Subscription, Worker, as_utc, utcnow
 from scenery.workers import alive
 from web.admin import bp
+from web.admin.dashboard import utc, when
 from web.forms import ActionForm, SubscriptionForm
 from web.services import BadRequest, context, db
+
+RUNS_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class RowState:
+    """What the page says about one subscription now: its next run and who holds it."""
+
+    next_run: str
+    due: bool = False
+    lease: str | None = None  # "Running now on ...", "Claimed by ..., waiting for a worker"
+    running: bool = False  # a worker (or the CLI) has started the run
+
+
+def recent_runs(
+    session: Session, subscription_ids: Sequence[int], per: int = RUNS_SHOWN
+) -> dict[int, list[IngestRun]]:
+    """The newest ``per`` runs of each subscription, newest first."""
+    if not subscription_ids:
+        return {}
+    number = (
+        func.row_number()
+        .over(partition_by=IngestRun.subscription_id, order_by=IngestRun.id.desc())
+        .label("number")
+    )
+    ranked = (
+        select(IngestRun, number).where(IngestRun.subscription_id.in_(subscription_ids)).subquery()
+    )
+    run = aliased(IngestRun, ranked)
+    found: dict[int, list[IngestRun]] = defaultdict(list)
+    for row in session.scalars(
+        select(run).where(ranked.c.number <= per).order_by(run.subscription_id, run.id.desc())
+    ):
+        found[row.subscription_id or 0].append(row)
+    return found
+
+
+def row_state(row: Subscription, workers: dict[str, Worker], now: datetime) -> RowState:
+    """Describe a subscription's schedule and lease for people."""
+    if row.lease_token:
+        after = "paused" if row.paused else "after this run"
+        lease = _lease(row, workers, now)
+        return RowState(after, lease=lease, running=bool(row.running_since))
+    if row.paused:
+        return RowState("paused")
+    due_at = as_utc(row.next_run_at)
+    if due_at is None:
+        return RowState("not scheduled")
+    if due_at <= now:
+        return RowState("due now", due=True)
+    return RowState(f"{when(due_at, now)} ({utc(due_at)})")
+
+
+def _lease(row: Subscription, workers: dict[str, Worker], now: datetime) -> str:
+    owner = row.lease_owner or "an unknown owner"
+    worker = workers.get(owner)
+    who = f"{worker.host}:{worker.pid}" if worker else owner
+    expires = as_utc(row.lease_expires_at)
+    if expires is not None and expires < now:
+        then = (
+            "it is paused, so it runs again when resumed or run by hand"
+            if row.paused
+            else "the next scheduler tick runs it again"
+        )
+        return f"Held by {who}, but its lease ran out {when(expires, now)}: {then}"
+    if not row.running_since:  # claimed and queued: whichever worker is free takes it
+        return f"Claimed by {who}, waiting for a worker"
+    since = f", started {when(row.running_since, now)}"
+    if worker is not None:
+        return f"Running now on {who}{since}"
+    if owner.startswith("cli:"):
+        return f"Running now from the command line ({owner}){since}"
+    return (
+        f"Running on {owner}{since}, but that worker has not been seen for 5 minutes: if it is "
+        f"gone, a live worker runs it again when its lease runs out ({when(expires, now)})"
+    )
 
 
 @bp.get("/subscriptions")
@@ -24,6 +109,7 @@ def subscriptions() -> str:
     forms = {row.id: SubscriptionForm(obj=row, prefix=f"s{row.id}", formdata=None) for row in rows}
     for row in rows:
         forms[row.id].time_filter.data = row.time_filter or ""
+    now = utcnow()
     return render_template(
         "admin/subscriptions.html",
         rows=rows,
@@ -32,6 +118,8 @@ def subscriptions() -> str:
         form=ActionForm(),
         running=any(row.lease_token for row in rows),
         workers=workers,
+        states={row.id: row_state(row, workers, now) for row in rows},
+        runs=recent_runs(db(), [row.id for row in rows]),
     )
 
 
@@ -51,7 +139,7 @@ def _save(subscription_id: int | None, prefix: str) -> Any:
                 listing=form.listing.data or "new",
                 time_filter=form.time_filter.data or None,
                 post_limit=form.post_limit.data or 100,
-                interval_minutes=form.interval_minutes.data or 60,
+                interval_minutes=form.interval_minutes.data or 0,  # 0 is a value: every tick
                 paused=bool(form.paused.data),
             )
             name = row.subreddit
@@ -90,6 +178,8 @@ def run_now(subscription_id: int) -> Any:
         ctx.sessions, ctx.queue, subscription_id, owner, ctx.settings.lease_seconds
     ):
         flash("Queued: a worker runs it now; this page shows its summary when it ends.", "ok")
+        if not alive(db()):
+            flash("No worker is running: the run waits until one starts.", "error")
     else:
         flash("A run of this subscription is already under way.", "error")
     return redirect(url_for("admin.subscriptions"))
