@@ -35,7 +35,7 @@ TIMES = click.Choice(["hour", "day", "week", "month", "year", "all"])
 @domain_errors
 def worker(obj: dict[str, Any], threads: int | None, no_scheduler: bool) -> None:
     """Run tasks from the queue (ingests, housekeeping) until SIGTERM or Ctrl-C."""
-    from ingest.subscriptions import ingest_handlers
+    from ingest.jobs import ingest_handlers
     from scenery.worker import Worker
 
     if logging.getLogger().level > logging.INFO:
@@ -55,7 +55,7 @@ def worker(obj: dict[str, Any], threads: int | None, no_scheduler: bool) -> None
 @domain_errors
 def status(obj: dict[str, Any]) -> None:
     """Show workers, the queue, subscriptions and recent task failures."""
-    from ingest.subscriptions import list_subscriptions
+    from scenery.subscriptions import list_subscriptions
     from scenery.workers import alive, last_failures
 
     ctx = context(obj)
@@ -165,7 +165,7 @@ def add(
     """Follow a subreddit; it is due at once."""
     from sqlalchemy.exc import IntegrityError
 
-    from ingest.subscriptions import save_subscription
+    from scenery.subscriptions import save_subscription
 
     ctx = context(obj)
     try:
@@ -191,7 +191,7 @@ def add(
 @domain_errors
 def list_(obj: dict[str, Any]) -> None:
     """List subscriptions with their schedule and last run."""
-    from ingest.subscriptions import list_subscriptions
+    from scenery.subscriptions import list_subscriptions
 
     ctx = context(obj)
     with ctx.sessions() as session:
@@ -205,7 +205,7 @@ def _pause_command(name: str, paused: bool) -> click.Command:
     @click.pass_obj
     @domain_errors
     def command(obj: dict[str, Any], subscription_id: int) -> None:
-        from ingest.subscriptions import set_paused
+        from scenery.subscriptions import set_paused
 
         ctx = context(obj)
         with transaction(ctx.sessions) as session:
@@ -226,7 +226,7 @@ subscriptions.add_command(_pause_command("resume", False))
 @domain_errors
 def remove(obj: dict[str, Any], subscription_id: int) -> None:
     """Stop following a subreddit (what it brought in stays)."""
-    from ingest.subscriptions import remove_subscription
+    from scenery.subscriptions import remove_subscription
 
     ctx = context(obj)
     with transaction(ctx.sessions) as session:

@@ -95,7 +95,10 @@ class TaskQueue:
 
     def pending(self) -> int:
         """Tasks waiting for a worker."""
-        return int(self.huey.pending_count())
+        try:
+            return int(self.huey.pending_count())
+        except Exception as exc:
+            raise QueueUnavailable(f"the task queue is unreachable: {exc}") from exc
 
     def flush(self) -> None:
         """Drop every waiting task."""

@@ -27,6 +27,7 @@ from scenery.queue import Job, TaskQueue
 
 RUN_HISTORY = timedelta(days=30)  # finished runs kept for the admin pages
 LOST = "its worker stopped renewing the lease (killed, or its machine is gone); it runs again"
+NEVER_STARTED = "no worker started it before its claim expired (none running?); it runs again"
 
 
 class LeaseHeld(SceneryError):
@@ -279,10 +280,17 @@ def recover_expired(sessions: sessionmaker[Session]) -> int:
     Their subscriptions keep their due time, so the next tick claims them again."""
     now = utcnow()
     with transaction(sessions) as session:
+        expired = [IngestRun.finished_at.is_(None), IngestRun.expires_at < now]
         lost = session.execute(
             update(IngestRun)
-            .where(IngestRun.finished_at.is_(None), IngestRun.expires_at < now)
+            .where(*expired, IngestRun.started_at.is_not(None))
             .values(status="lost", finished_at=now, error=LOST)
+            .execution_options(synchronize_session=False)
+        )
+        unstarted = session.execute(
+            update(IngestRun)
+            .where(*expired, IngestRun.started_at.is_(None))
+            .values(status="lost", finished_at=now, error=NEVER_STARTED)
             .execution_options(synchronize_session=False)
         )
         session.execute(
@@ -298,7 +306,7 @@ def recover_expired(sessions: sessionmaker[Session]) -> int:
             )
             .execution_options(synchronize_session=False)
         )
-        return int(lost.rowcount)  # type: ignore[attr-defined]
+        return int(lost.rowcount + unstarted.rowcount)  # type: ignore[attr-defined]
 
 
 def live_tokens(session: Session) -> set[str]:

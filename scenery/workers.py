@@ -22,7 +22,7 @@ def worker_id() -> str:
 
 
 def register(session: Session, wid: str, *, scheduler: bool, threads: int) -> None:
-    host, pid = wid.split(":")[0], os.getpid()
+    host, pid = wid.split(":")[0], int(wid.split(":")[1])
     session.add(Worker(id=wid, host=host, pid=pid, scheduler=scheduler, threads=threads))
 
 

@@ -47,8 +47,8 @@ def csrf_token(client: FlaskClient, path: str) -> str:
 
 def subscribe(ctx: Context, name: str = "EarthPorn", every: int = 60, paused: bool = False) -> int:
     """Follow ``name``'s new listing (due at once); return the subscription id."""
-    from ingest.subscriptions import save_subscription
     from scenery.db import transaction
+    from scenery.subscriptions import save_subscription
 
     with transaction(ctx.sessions) as session:
         row = save_subscription(

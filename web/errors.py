@@ -59,7 +59,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(QueueUnavailable)
     def _queue(exc: QueueUnavailable) -> tuple[Any, int]:
         log.error("%s", exc)
-        message = f"{exc}. Claimed work runs when the queue is back (the scheduler retries it)."
+        message = f"{exc}. Try again when it is back."
         return _respond(503, "Task queue unavailable", message)
 
     @app.errorhandler(HTTPException)

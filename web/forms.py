@@ -13,7 +13,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
 
-from ingest.subscriptions import LISTINGS, TIME_FILTERS
+from scenery.subscriptions import LISTINGS, TIME_FILTERS
 
 
 class LoginForm(FlaskForm):

@@ -16,7 +16,7 @@ from scenery.curation.artifacts import latest_meta
 from scenery.curation.drift import RECENT, drift_report, score_drift
 from scenery.curation.monitoring import agreement, daily_counts
 from scenery.curation.plots import plot_bic, plot_daily, plot_scores
-from scenery.errors import QueueUnavailable
+from scenery.errors import QueueUnavailable, SceneryError
 from scenery.library import status_counts
 from scenery.models import ImageStatus, TaskFailure, Worker, as_utc, isoformat, utcnow
 from scenery.queue import Job
@@ -43,8 +43,8 @@ def workers_panel(ctx: Context, session: Session) -> WorkersPanel:
     """Gather the workers panel; an unreachable queue is reported, not raised."""
     try:
         pending, error = ctx.queue.pending(), None
-    except Exception as exc:  # Redis down or misconfigured: the page still renders
-        pending, error = None, f"{type(exc).__name__}: {exc}"
+    except SceneryError as exc:  # Redis down or misconfigured: the page still renders
+        pending, error = None, str(exc)
     return WorkersPanel(alive(session), last_failures(session, FAILURES), pending, error)
 
 

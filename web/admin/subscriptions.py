@@ -3,22 +3,23 @@ their schedule, lease and last runs say."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
 
-from ingest.subscriptions import get_subscription, list_subscriptions, save_subscription
 from scenery import schedule
 from scenery.db import transaction
-from scenery.models import IngestRun, Subscription, Worker, as_utc, utcnow
+from scenery.models import Subscription, Worker, as_utc, utcnow
+from scenery.subscriptions import (
+    get_subscription,
+    list_subscriptions,
+    recent_runs,
+    save_subscription,
+)
 from scenery.workers import alive
 from web.admin import bp
 from web.admin.dashboard import utc, when
@@ -36,29 +37,6 @@ class RowState:
     due: bool = False
     lease: str | None = None  # "Running now on ...", "Claimed by ..., waiting for a worker"
     running: bool = False  # a worker (or the CLI) has started the run
-
-
-def recent_runs(
-    session: Session, subscription_ids: Sequence[int], per: int = RUNS_SHOWN
-) -> dict[int, list[IngestRun]]:
-    """The newest ``per`` runs of each subscription, newest first."""
-    if not subscription_ids:
-        return {}
-    number = (
-        func.row_number()
-        .over(partition_by=IngestRun.subscription_id, order_by=IngestRun.id.desc())
-        .label("number")
-    )
-    ranked = (
-        select(IngestRun, number).where(IngestRun.subscription_id.in_(subscription_ids)).subquery()
-    )
-    run = aliased(IngestRun, ranked)
-    found: dict[int, list[IngestRun]] = defaultdict(list)
-    for row in session.scalars(
-        select(run).where(ranked.c.number <= per).order_by(run.subscription_id, run.id.desc())
-    ):
-        found[row.subscription_id or 0].append(row)
-    return found
 
 
 def row_state(row: Subscription, workers: dict[str, Worker], now: datetime) -> RowState:

@@ -1,24 +1,18 @@
-"""Subreddits the gallery follows: adding, changing, pausing and removing them, and the
-worker's job that runs one under its lease (``scenery.schedule`` claims them)."""
+"""Subreddits the gallery follows: adding, changing, pausing and removing them, and their run
+history. ``scenery.schedule`` claims them; a worker's ingest job runs them."""
 
 from __future__ import annotations
 
-import logging
 import re
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
 
-from ingest.runner import Feed, run_claimed
-from scenery.context import Context
 from scenery.errors import NotFound, SceneryError
-from scenery.models import Subscription, as_utc, utcnow
-from scenery.queue import Handler, Job
-from scenery.schedule import Claim
-from scenery.worker import Worker
-
-log = logging.getLogger(__name__)
+from scenery.models import IngestRun, Subscription, as_utc, utcnow
 
 LISTINGS = ("new", "hot", "top", "rising")
 TIME_FILTERS = ("hour", "day", "week", "month", "year", "all")
@@ -89,17 +83,24 @@ def remove_subscription(session: Session, subscription_id: int) -> str:
     return name
 
 
-def ingest_handlers(ctx: Context, worker: Worker) -> dict[Job, Handler]:
-    """The worker's ingest job: run a claimed subscription under its lease."""
-
-    def ingest_subscription(subscription_id: int, token: str) -> None:
-        with ctx.sessions() as session:
-            sub = session.get(Subscription, subscription_id)
-            if sub is None:
-                log.info("subscription %s is gone; nothing to run", subscription_id)
-                return
-            feed = Feed((sub.subreddit,), sub.listing, sub.time_filter, sub.post_limit)
-        claim = Claim(token, (subscription_id,))
-        run_claimed(ctx, claim, feed, worker.id, stop=worker.stopping)
-
-    return {Job.INGEST: ingest_subscription}
+def recent_runs(
+    session: Session, subscription_ids: Sequence[int], per: int = 5
+) -> dict[int, list[IngestRun]]:
+    """The newest ``per`` runs of each subscription, newest first."""
+    if not subscription_ids:
+        return {}
+    number = (
+        func.row_number()
+        .over(partition_by=IngestRun.subscription_id, order_by=IngestRun.id.desc())
+        .label("number")
+    )
+    ranked = (
+        select(IngestRun, number).where(IngestRun.subscription_id.in_(subscription_ids)).subquery()
+    )
+    run = aliased(IngestRun, ranked)
+    found: dict[int, list[IngestRun]] = defaultdict(list)
+    for row in session.scalars(
+        select(run).where(ranked.c.number <= per).order_by(run.subscription_id, run.id.desc())
+    ):
+        found[row.subscription_id or 0].append(row)
+    return found
