@@ -33,6 +33,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/curation.py
 	$(BIN)/python bench/review_session.py
+	$(BIN)/python bench/task_queue.py
+	$(BIN)/python bench/load.py
 
 # Import the sample photos with the offline tiny model (no weights to download).
 demo: $(STAMP)
