@@ -147,6 +147,8 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default=2, ge=1)  # tasks one worker runs at once
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
     worker_shutdown_seconds: float = Field(default=30.0, ge=0)  # SIGTERM: wait for the task
+    # Workers run at a lower CPU priority, so on a shared machine web requests come first.
+    worker_nice: int = Field(default=10, ge=0, le=19)
 
     # Load the model and open the index in the background when the web app starts, so the
     # first search does not wait for them.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import String, cast, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from scenery.db import transaction
@@ -58,81 +58,72 @@ def _cas(
     owner: str,
     expires: datetime,
     now: datetime,
-    *,
-    due_only: bool,
 ) -> bool:
-    """Write a lease on one subscription if it is free (and due); True if this call won."""
-    conditions = [Subscription.id == subscription_id, _free(now)]
-    if due_only:
-        conditions += [Subscription.paused.is_(False), Subscription.next_run_at <= now]
+    """Write a lease on one subscription if it is free; True if this call won."""
     won = session.execute(
         update(Subscription)
-        .where(*conditions)
+        .where(Subscription.id == subscription_id, _free(now))
         .values(lease_token=token, lease_owner=owner, lease_expires_at=expires)
         .execution_options(synchronize_session=False)
     )
     if not won.rowcount:  # type: ignore[attr-defined]
         return False
-    # A run whose lease ran out before anyone noticed is over: its successor starts now.
-    session.execute(
-        update(IngestRun)
-        .where(IngestRun.subscription_id == subscription_id, IngestRun.finished_at.is_(None))
-        .values(status="lost", finished_at=now, error=LOST)
-        .execution_options(synchronize_session=False)
-    )
+    _supersede(session, [subscription_id], now)
     return True
 
 
-def _record(
-    session: Session,
-    token: str,
-    subscription_id: int | None,
-    subreddits: str,
-    owner: str,
-    expires: datetime,
-) -> None:
-    session.add(
-        IngestRun(
-            token=token,
-            subscription_id=subscription_id,
-            subreddits=subreddits,
-            owner=owner,
-            expires_at=expires,
-            status="queued",
-        )
+def _supersede(session: Session, subscription_ids: list[int], now: datetime) -> None:
+    """Close runs whose lease ran out before anyone noticed: their successors start now."""
+    session.execute(
+        update(IngestRun)
+        .where(IngestRun.subscription_id.in_(subscription_ids), IngestRun.finished_at.is_(None))
+        .values(status="lost", finished_at=now, error=LOST)
+        .execution_options(synchronize_session=False)
     )
 
 
-def due_subscriptions(session: Session, now: datetime | None = None) -> list[int]:
-    """Ids of the subscriptions a tick would claim now."""
-    now = now or utcnow()
-    return list(
-        session.scalars(
-            select(Subscription.id)
-            .where(Subscription.paused.is_(False), Subscription.next_run_at <= now, _free(now))
-            .order_by(Subscription.next_run_at)
-        )
+def _run(
+    token: str, subscription_id: int | None, subreddits: str, owner: str, expires: datetime
+) -> IngestRun:
+    return IngestRun(
+        token=token,
+        subscription_id=subscription_id,
+        subreddits=subreddits,
+        owner=owner,
+        expires_at=expires,
+        status="queued",
     )
 
 
 def tick(
     sessions: sessionmaker[Session], queue: TaskQueue, owner: str, lease: float
 ) -> list[Claim]:
-    """Claim every due subscription (one compare-and-set each) and enqueue the won ones."""
+    """Claim every due subscription and enqueue the won ones.
+
+    The claim is one compare-and-set update over all due rows: each row that is still due and
+    free when the update reaches it gets a lease token of its own (this tick's prefix and its
+    id), and the rows it changed are returned. A second scheduler's update finds them leased."""
     now = utcnow()
     expires = now + timedelta(seconds=lease)
-    claims: list[Claim] = []
+    prefix = uuid.uuid4().hex[:20] + "-"
     with transaction(sessions) as session:
-        rows = session.execute(
-            select(Subscription.id, Subscription.subreddit).where(
-                Subscription.id.in_(due_subscriptions(session, now))
+        won = session.execute(
+            update(Subscription)
+            .where(Subscription.paused.is_(False), Subscription.next_run_at <= now, _free(now))
+            .values(
+                lease_token=literal(prefix) + cast(Subscription.id, String),
+                lease_owner=owner,
+                lease_expires_at=expires,
             )
+            .returning(Subscription.id, Subscription.subreddit, Subscription.lease_token)
+            .execution_options(synchronize_session=False)
         ).all()
-        for subscription_id, subreddit in rows:
-            token = new_token()
-            if _cas(session, subscription_id, token, owner, expires, now, due_only=True):
-                _record(session, token, subscription_id, subreddit, owner, expires)
-                claims.append(Claim(token, (subscription_id,), expires))
+        if won:
+            _supersede(session, [row.id for row in won], now)
+            session.add_all(
+                [_run(token, sid, subreddit, owner, expires) for sid, subreddit, token in won]
+            )
+    claims = [Claim(token, (sid,), expires) for sid, _subreddit, token in won]
     for claim in claims:  # after the commit: a worker must find the claim it is handed
         queue.enqueue(Job.INGEST, claim.subscription_ids[0], claim.token)
     return claims
@@ -153,7 +144,7 @@ def run_now(
         sub = session.get(Subscription, subscription_id)
         if sub is None:
             raise NotFound(f"no subscription {subscription_id}")
-        if not _cas(session, subscription_id, token, owner, expires, now, due_only=False):
+        if not _cas(session, subscription_id, token, owner, expires, now):
             return None
         # Due from now on: if this task is lost, the lease expires and the next tick runs it.
         session.execute(
@@ -162,7 +153,7 @@ def run_now(
             .values(next_run_at=now)
             .execution_options(synchronize_session=False)
         )
-        _record(session, token, subscription_id, sub.subreddit, owner, expires)
+        session.add(_run(token, subscription_id, sub.subreddit, owner, expires))
     queue.enqueue(Job.INGEST, subscription_id, token)
     return Claim(token, (subscription_id,), expires)
 
@@ -193,12 +184,12 @@ def claim_feeds(
         ).all()
         held = []
         for sub in subs:
-            if not _cas(session, sub.id, token, owner, expires, now, due_only=False):
+            if not _cas(session, sub.id, token, owner, expires, now):
                 held.append(sub)
         if held:  # leaving the transaction by this error rolls back the leases won above
             who = ", ".join(f"r/{s.subreddit} ({s.lease_owner or 'a worker'})" for s in held)
             raise LeaseHeld(f"already being ingested: {who}; try again when that run ends")
-        _record(session, token, None, ",".join(subreddits), owner, expires)
+        session.add(_run(token, None, ",".join(subreddits), owner, expires))
     return Claim(token, tuple(sub.id for sub in subs), expires)
 
 

@@ -8,7 +8,9 @@ waits ``worker_shutdown_seconds`` for them. SIGINT stops at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import traceback
 from collections.abc import Callable, Mapping
@@ -74,6 +76,8 @@ class Worker:
 
     def run(self) -> None:
         """Consume until a signal stops the consumer."""
+        with contextlib.suppress(OSError):  # not permitted: equal priority still works
+            os.nice(self.ctx.settings.worker_nice)
         with transaction(self.ctx.sessions) as session:
             register(session, self.id, scheduler=self.scheduler, threads=self.threads)
         log.info(
