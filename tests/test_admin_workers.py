@@ -27,6 +27,9 @@ from scenery.subscriptions import save_subscription
 from scenery.workers import beat, record_failure, register
 from tests.admin_world import AdminWorld, page_token, stat
 
+# Page rendering and the queue do not depend on the database: those tests run on SQLite only;
+# the ones whose queries differ by dialect (claims, run history) run on both.
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 LIVE, SILENT = "alpha-host:101:aaaaaa", "beta-host:202:bbbbbb"
 
 
@@ -101,6 +104,7 @@ def test_dashboard_lists_live_workers_and_hides_one_silent_for_ten_minutes(
     assert 'id="no-workers"' not in page
 
 
+@SQLITE_ONLY
 def test_dashboard_warns_when_no_worker_is_alive(world: AdminWorld, admin: FlaskClient) -> None:
     add_worker(world, SILENT)
     last_seen(world, SILENT, timedelta(minutes=10))
@@ -112,6 +116,7 @@ def test_dashboard_warns_when_no_worker_is_alive(world: AdminWorld, admin: Flask
     assert stat(page, "stat-workers") == "0"
 
 
+@SQLITE_ONLY
 def test_dashboard_shows_task_failures_escaped(world: AdminWorld, admin: FlaskClient) -> None:
     hostile = "ValueError: bad title <script>alert('x')</script>"
     with transaction(world.ctx.sessions) as session:
@@ -123,6 +128,7 @@ def test_dashboard_shows_task_failures_escaped(world: AdminWorld, admin: FlaskCl
     assert "ingest_subscription" in failures and LIVE in failures
 
 
+@SQLITE_ONLY
 def test_dashboard_counts_the_tasks_waiting(world: AdminWorld, admin: FlaskClient) -> None:
     queue = world.ctx.queue
     assert stat(admin.get("/admin/").get_data(as_text=True), "stat-tasks") == str(queue.pending())
@@ -132,6 +138,7 @@ def test_dashboard_counts_the_tasks_waiting(world: AdminWorld, admin: FlaskClien
     assert stat(admin.get("/admin/").get_data(as_text=True), "stat-tasks") == str(before + 2)
 
 
+@SQLITE_ONLY
 def test_dashboard_renders_when_the_queue_is_unreachable(
     world: AdminWorld, admin: FlaskClient
 ) -> None:
@@ -148,6 +155,7 @@ def test_dashboard_renders_when_the_queue_is_unreachable(
 # -- training is a worker's job ------------------------------------------------------------------
 
 
+@SQLITE_ONLY
 def test_train_button_enqueues_one_training_and_trains_nothing_here(
     world: AdminWorld, admin: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -166,6 +174,7 @@ def test_train_button_enqueues_one_training_and_trains_nothing_here(
     assert "Queued: a worker trains the detector." in page
 
 
+@SQLITE_ONLY
 def test_train_button_says_so_when_the_queue_is_unreachable(
     world: AdminWorld, admin: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -183,6 +192,7 @@ def test_train_button_says_so_when_the_queue_is_unreachable(
     assert "Queued: a worker trains" not in page
 
 
+@SQLITE_ONLY
 def test_train_button_without_a_csrf_token_is_refused(
     world: AdminWorld, admin: FlaskClient
 ) -> None:
@@ -283,6 +293,7 @@ def test_subscription_history_lists_its_last_runs_with_their_counts(
     assert counts == [("published", "2"), ("queued", "3"), ("rejected", "4")]
 
 
+@SQLITE_ONLY
 def test_interval_accepts_zero_for_every_tick_and_up_to_four_weeks(
     world: AdminWorld, admin: FlaskClient
 ) -> None:

@@ -22,7 +22,7 @@ from scenery.models import Post as PostRow
 from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
 
-ROUNDS = 8
+ROUNDS = 6
 
 
 def resized_copy(photo: Path) -> bytes:
