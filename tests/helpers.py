@@ -62,3 +62,15 @@ def subscribe(ctx: Context, name: str = "EarthPorn", every: int = 60, paused: bo
             paused=paused,
         )
         return row.id
+
+
+def resized_copy(photo: Path) -> bytes:
+    """The photo at 90% size, re-encoded: a near-duplicate for duplicate tests."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(photo).convert("RGB")
+    buffer = io.BytesIO()
+    image.resize((image.width * 9 // 10, image.height * 9 // 10)).save(buffer, "JPEG", quality=70)
+    return buffer.getvalue()

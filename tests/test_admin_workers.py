@@ -23,9 +23,9 @@ from scenery.db import transaction
 from scenery.errors import QueueUnavailable
 from scenery.models import IngestRun, Subscription, Worker, utcnow
 from scenery.queue import Job, TaskQueue
-from scenery.subscriptions import save_subscription
 from scenery.workers import beat, record_failure, register
 from tests.admin_world import AdminWorld, page_token, stat
+from tests.helpers import subscribe
 
 # Page rendering and the queue do not depend on the database: those tests run on SQLite only;
 # the ones whose queries differ by dialect (claims, run history) run on both.
@@ -45,21 +45,6 @@ def add_worker(
 def last_seen(world: AdminWorld, wid: str, ago: timedelta) -> None:
     with transaction(world.ctx.sessions) as session:
         session.execute(update(Worker).where(Worker.id == wid).values(last_seen_at=utcnow() - ago))
-
-
-def subscribe(world: AdminWorld, name: str = "Fresh", every: int = 60, paused: bool = False) -> int:
-    with transaction(world.ctx.sessions) as session:
-        row = save_subscription(
-            session,
-            None,
-            subreddit=name,
-            listing="new",
-            time_filter=None,
-            post_limit=10,
-            interval_minutes=every,
-            paused=paused,
-        )
-        return row.id
 
 
 def runs_of(world: AdminWorld, sid: int) -> list[IngestRun]:
@@ -208,7 +193,7 @@ def test_train_button_without_a_csrf_token_is_refused(
 def test_run_now_queues_a_claimed_run_once_and_runs_nothing_here(
     world: AdminWorld, admin: FlaskClient
 ) -> None:
-    sid = subscribe(world)
+    sid = subscribe(world.ctx, "Fresh")
     world.ctx.queue.flush()
     token = page_token(admin, "/admin/subscriptions")
     started = time.monotonic()
@@ -240,11 +225,11 @@ def test_subscriptions_page_shows_the_worker_running_it_and_when_each_runs_next(
 ) -> None:
     add_worker(world, LIVE, scheduler=True)
     running, later, paused = (
-        subscribe(world, "Fresh"),
-        subscribe(world, "Later"),
-        subscribe(world, "Sleepy", paused=True),
+        subscribe(world.ctx, "Fresh"),
+        subscribe(world.ctx, "Later"),
+        subscribe(world.ctx, "Sleepy", paused=True),
     )
-    due = subscribe(world, "Due")
+    due = subscribe(world.ctx, "Due")
     with transaction(world.ctx.sessions) as session:
         session.execute(
             update(Subscription)
@@ -268,7 +253,7 @@ def test_subscriptions_page_shows_the_worker_running_it_and_when_each_runs_next(
 def test_subscription_history_lists_its_last_runs_with_their_counts(
     world: AdminWorld, admin: FlaskClient
 ) -> None:
-    sid = subscribe(world)
+    sid = subscribe(world.ctx, "Fresh")
     summary = IngestSummary(posts_seen=9, published=2, queued=3, rejected=Counter(too_small=4))
     for n in range(7):
         claim = schedule.run_now(world.ctx.sessions, world.ctx.queue, sid, "web:owner", 300)

@@ -7,11 +7,9 @@ processes would; they meet only in the database.
 
 from __future__ import annotations
 
-import io
 import threading
 from pathlib import Path
 
-from PIL import Image
 from sqlalchemy import select
 
 from ingest.runner import run_ingest
@@ -21,15 +19,9 @@ from scenery.models import Candidate, CandidateState
 from scenery.models import Post as PostRow
 from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
+from tests.helpers import resized_copy
 
 ROUNDS = 6
-
-
-def resized_copy(photo: Path) -> bytes:
-    image = Image.open(photo).convert("RGB")
-    buffer = io.BytesIO()
-    image.resize((image.width * 9 // 10, image.height * 9 // 10)).save(buffer, "JPEG", quality=70)
-    return buffer.getvalue()
 
 
 def test_concurrent_ingests_publish_one_of_two_near_duplicates(

@@ -4,7 +4,6 @@ several machines simulated on one (PostgreSQL, Redis, two gunicorn servers, two 
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -16,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 from sqlalchemy import select, update
 
 from scenery import schedule
@@ -30,7 +28,7 @@ from scenery.models import Post as PostRow
 from scenery.models import Worker as WorkerRow
 from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
-from tests.helpers import subscribe
+from tests.helpers import resized_copy, subscribe
 from tests.live import BIN, Processes, free_port, settings_env, wait_for, wait_ready
 
 pytestmark = pytest.mark.slow
@@ -116,13 +114,6 @@ def post_photos(fake: FakeReddit, photos: list[Path], count: int, slow_from: int
             body=photos[n].read_bytes(),
             content_type="image/jpeg",
         )
-
-
-def resized(photo: Path) -> bytes:
-    image = Image.open(photo).convert("RGB")
-    buffer = io.BytesIO()
-    image.resize((image.width * 9 // 10, image.height * 9 // 10)).save(buffer, "JPEG", quality=70)
-    return buffer.getvalue()
 
 
 def test_serve_with_worker_runs_the_schedule_until_paused(
@@ -294,7 +285,8 @@ def test_several_machines_share_the_schedule_and_never_publish_a_photo_twice(
     with fake.running():
         urls = {n: fake.add_photo(f"/img/p{n}.jpg", photos[n]) for n in range(6)}
         copies = {
-            n: fake.add_file(f"/img/r{n}.jpg", resized(photos[n]), "image/jpeg") for n in (1, 2)
+            n: fake.add_file(f"/img/r{n}.jpg", resized_copy(photos[n]), "image/jpeg")
+            for n in (1, 2)
         }
         feeds = {  # post id -> (subreddit, url, which photo it shows)
             "e0": ("EarthPorn", urls[0], 0),
