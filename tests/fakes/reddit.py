@@ -33,6 +33,7 @@ from tests.fakes.reddit_posts import listing
 from tests.fakes.serving import serve
 
 JSON = "application/json; charset=UTF-8"
+HOLD_LIMIT = 60.0  # seconds a held request waits for its release before the test is broken
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Recorded:
 class Fault:
     """A canned bad answer for requests matching ``path`` (a glob) and/or ``request_number``."""
 
-    status: int = 500
+    status: int | None = 500
     body: str | bytes = ""
     content_type: str = JSON
     headers: dict[str, str] = field(default_factory=dict)
@@ -59,6 +60,10 @@ class Fault:
     path: str | None = None
     request_number: int | None = None
     times: int | None = 1  # how many matching requests it answers; None: all of them
+    # Hold matching requests until ``release`` is set (``arrived`` is set when one comes in);
+    # with ``status=None`` the request is then answered as usual (a stalled host that recovers).
+    release: threading.Event | None = None
+    arrived: threading.Event = field(default_factory=threading.Event)
 
     def matches(self, path: str, number: int) -> bool:
         """Whether this fault answers the request."""
@@ -158,6 +163,11 @@ class FakeReddit:
             self.faults.append(added)
         return added
 
+    def hold(self, path: str, times: int | None = 1) -> Fault:
+        """Hold requests for ``path`` until the returned fault's ``release`` is set, then
+        answer them as usual; ``fault.arrived`` tells when the first one came in."""
+        return self.fail(path, status=None, release=threading.Event(), times=times)
+
     def revoke_tokens(self) -> None:
         """Forget every issued OAuth token, so the next bearer request gets a 401."""
         self.tokens.clear()
@@ -253,8 +263,12 @@ class FakeReddit:
             if fault is not None and fault.times is not None:
                 fault.times -= 1
         if fault is not None:
+            fault.arrived.set()
+            if fault.release is not None and not fault.release.wait(HOLD_LIMIT):
+                raise RuntimeError("a held request was never released")
             if fault.delay:
                 time.sleep(fault.delay)
+        if fault is not None and fault.status is not None:
             return Response(
                 fault.body, fault.status, fault.headers, content_type=fault.content_type
             )
