@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -28,14 +28,17 @@ from ingest.record import Judged, load_candidates, record_failure, reject_as_cop
 from ingest.reddit import BadListingRequest, ListingFailed, Post, RedditClient
 from ingest.resolve import Resolver
 from ingest.state import (
-    add_candidates,
     decided_urls,
-    known_posts,
+    due_failed_posts,
     pending_candidates,
     record_posts,
+    record_resolution,
+    retry_due,
+    settled_posts,
 )
 from ingest.summary import IngestSummary
 from ingest.work import Duplicate, Failed, Job, Prepared, prepare
+from scenery.batches import chunked
 from scenery.context import Context
 from scenery.curation.chain import model_filters, near_duplicate_filters
 from scenery.curation.duplicates import (
@@ -54,7 +57,7 @@ from scenery.curation.verdicts import (
 )
 from scenery.db import exclusive, transaction
 from scenery.library import find_by_sha
-from scenery.models import CandidateState, PostOutcome
+from scenery.models import CandidateState, utcnow
 
 log = logging.getLogger(__name__)
 PREPARE_NICENESS = 10
@@ -85,6 +88,7 @@ class Ingest:
         self.downloads = downloads  # this run's own folder: runs may work side by side
         self.subreddits: list[str] = []
         self._run_shas: dict[str, int] = {}
+        self._resolved: set[str] = set()  # posts this run resolved (a failure waits a run)
         self._detail = False  # whether workers make the watermark detector's 448 px views
 
     # -- list and resolve ---------------------------------------------------------------------
@@ -105,7 +109,7 @@ class Ingest:
             started = time.perf_counter()
             try:
                 posts = self.reddit.listing(subreddit, sort, time_filter, limit)
-                for batch in _batched(posts, 100):
+                for batch in chunked(posts, 100):
                     self._collect(batch, dry_run)
                     if self._stopping():
                         return self.summary
@@ -114,6 +118,8 @@ class Ingest:
                 log.error("listing r/%s failed: %s", subreddit, exc)
                 self.summary.errors.append(str(exc))
             self.summary.add_time("list + resolve", time.perf_counter() - started)
+        if not self._stopping():
+            self._retry_failed(dry_run)
         if not dry_run:
             self.process_pending()
         return self.summary
@@ -128,34 +134,50 @@ class Ingest:
     def _collect(self, posts: list[Post], dry_run: bool) -> None:
         self.summary.posts_seen += len(posts)
         with self.ctx.sessions() as session:
-            known = known_posts(session, [p.fullname for p in posts])
+            settled = settled_posts(
+                session, [p.fullname for p in posts], self.ctx.settings, utcnow()
+            )
+        self._resolve([post for post in posts if post.fullname not in settled], dry_run)
+        self.summary.posts_known += sum(post.fullname in settled for post in posts)
+
+    def _retry_failed(self, dry_run: bool) -> None:
+        """Resolve again the failed posts of these feeds that are due (an image host's API
+        that failed before, a missing key that is set now), listed or not."""
+        with self.ctx.sessions() as session:
+            due = due_failed_posts(session, self.subreddits, self.ctx.settings, utcnow())
+        due = [post for post in due if post.fullname not in self._resolved]  # once a run
+        for batch in chunked(due, 100):
+            self._resolve(batch, dry_run)
+            if self._stopping():
+                return
+
+    def _resolve(self, posts: list[Post], dry_run: bool) -> None:
         resolved = []
         for post in posts:  # network first (imgur and flickr APIs), then one short transaction
-            outcome = known.get(post.fullname)
-            if outcome in (PostOutcome.DONE, PostOutcome.SKIPPED):
-                self.summary.posts_known += 1
-                continue
             resolution = self.resolver.resolve(post)
+            self._resolved.add(post.fullname)
             self.summary.images_found += len(resolution.images)
-            if resolution.skipped:
+            if resolution.retryable or resolution.needs:
+                self.summary.retry_later += 1
+            elif resolution.skipped:
                 self.summary.skipped[resolution.skipped] += 1
             self.progress("posts", 1)
             resolved.append((post, resolution))
         if dry_run or not resolved:
             return
+        settings = self.ctx.settings
         for attempt in range(3):
             try:
                 with transaction(self.ctx.sessions) as session:
                     rows = record_posts(session, [post for post, _ in resolved])
+                    new = {name for name, row in rows.items() if row in session.new}
+                    now = utcnow()
                     for post, resolution in resolved:
                         row = rows[post.fullname]
-                        if row.outcome != PostOutcome.PENDING:
-                            continue  # another run recorded and decided it meanwhile
-                        if resolution.skipped or not resolution.images:
-                            row.outcome = PostOutcome.SKIPPED
-                            row.reason = resolution.skipped or "no image"
-                        else:
-                            add_candidates(session, row, resolution.images)
+                        # A known post is recorded again only when its retry is due: else
+                        # another run recorded it meanwhile.
+                        if post.fullname in new or retry_due(row, settings, now):
+                            record_resolution(session, row, resolution, settings, now)
                 return
             except IntegrityError:  # a concurrent run (another feed) recorded the same post
                 if attempt == 2:
@@ -210,7 +232,7 @@ class Ingest:
 
     def _embed(self, ready: list[Prepared]) -> np.ndarray:
         started = time.perf_counter()
-        vectors = self.ctx.embedder.encode_images([p.small for p in ready])
+        vectors = self.ctx.embedder.encode_images([p.file.small for p in ready])
         self.summary.add_time("embed", time.perf_counter() - started)
         return vectors
 
@@ -353,13 +375,13 @@ class Ingest:
         batch = [
             Facts(
                 item.sha256,
-                item.width,
-                item.height,
-                item.phash,
-                item.mirrored_phash,
+                item.file.width,
+                item.file.height,
+                item.file.phash,
+                item.file.mirrored_phash,
                 vector,
-                item.small,
-                item.detail,
+                item.file.small,
+                item.file.detail,
             )
             for item, vector in zip(ready, vectors, strict=True)
         ]
@@ -382,7 +404,7 @@ class Ingest:
         if judged.decision == Decision.PUBLISH:
             self.ctx.index.add([image_id], judged.vector[None, :])
         if judged.decision in (Decision.PUBLISH, Decision.QUEUE):
-            bank.add(image_id, judged.item.phash)
+            bank.add(image_id, judged.item.file.phash)
 
     def _unapply(self, judged: Judged, image_id: int | None, bank: HashBank) -> None:
         """Take back what ``_apply`` did for a decision whose transaction rolled back."""
@@ -403,9 +425,3 @@ def _yield_to_embedder() -> None:
     # Not Linux, or not permitted: equal priority still works.
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PREPARE_NICENESS)
-
-
-def _batched(items: Iterable[Post], size: int) -> Iterator[list[Post]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch

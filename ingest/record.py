@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, selectinload
 from ingest.state import MAX_ATTEMPTS, decide_candidate, finish_post_if_done
 from ingest.work import Failed, Job, Prepared
 from scenery.curation.verdicts import Decision, FilterResult
-from scenery.library import add_embedding, set_status
-from scenery.models import Candidate, CandidateState, Image, ImageStatus, Post
+from scenery.intake import add_image
+from scenery.models import Candidate, CandidateState, ImageStatus, Post
 from scenery.storage import Storage
 
 IMAGE_STATUS = {
@@ -104,14 +104,13 @@ def _insert(session: Session, judged: Judged, storage: Storage, embedder: str) -
     reason = "; ".join(r.reason for r in deciding) or None
     code = deciding[0].code if deciding else None
     matched = next((r.matched_image_id for r in deciding if r.matched_image_id), None)
-    image = Image(
-        sha256=item.sha256,
-        path=storage.original_relpath(item.sha256, item.extension),
-        width=item.width,
-        height=item.height,
-        bytes=len(item.data),
-        format=item.format,
-        phash=item.phash,
+    image = add_image(
+        session,
+        item.file,
+        storage,
+        status=IMAGE_STATUS[decision],
+        model=embedder,
+        vector=judged.vector,
         source="reddit",
         source_name=job.url.rsplit("/", 1)[-1][:200],
         reddit_subreddit=job.subreddit,
@@ -122,10 +121,6 @@ def _insert(session: Session, judged: Judged, storage: Storage, embedder: str) -
         reddit_created_at=job.created_at,
         curation={"decision": decision.value, "reason": reason, "filters": filters_json},
     )
-    add_embedding(session, image, embedder, judged.vector)  # before a flush: no lazy load
-    session.add(image)
-    set_status(session, image, IMAGE_STATUS[decision])
-    session.flush()
     candidate = session.get(Candidate, job.candidate_id)
     assert candidate is not None
     decide_candidate(

@@ -59,14 +59,18 @@ class ImageRef:
 
 @dataclass(frozen=True)
 class Resolution:
-    """The images a post shows; when there are none, ``skipped`` says why."""
+    """The images a post shows; when there are none, ``skipped`` says why, and whether a
+    later try may succeed: ``retryable`` (an API failed, timed out or rate limited us after
+    our retries) or ``needs`` (the name of a missing setting, such as an API key)."""
 
     images: tuple[ImageRef, ...]
     skipped: str | None = None
+    retryable: bool = False
+    needs: str | None = None
 
 
-def _skip(reason: str) -> Resolution:
-    return Resolution(images=(), skipped=reason)
+def _skip(reason: str, *, retryable: bool = False, needs: str | None = None) -> Resolution:
+    return Resolution(images=(), skipped=reason, retryable=retryable, needs=needs)
 
 
 def _host(url: str) -> str:
@@ -208,11 +212,12 @@ class Resolver(ClientOwner):
     def _imgur_album(self, album_id: str) -> Resolution:
         client_id = self._settings.imgur_client_id
         if not client_id:
-            return _skip("imgur album needs SCENERY_IMGUR_CLIENT_ID")
+            return _skip("imgur album needs SCENERY_IMGUR_CLIENT_ID", needs="imgur_client_id")
         url = f"{self._settings.imgur_api_base_url.rstrip('/')}/3/album/{album_id}/images"
-        body, problem = self._get_json(url, {}, {"Authorization": f"Client-ID {client_id}"})
+        headers = {"Authorization": f"Client-ID {client_id}"}
+        body, problem, transient = self._get_json(url, {}, headers)
         if problem:
-            return _skip(f"imgur album {album_id}: {problem}")
+            return _skip(f"imgur album {album_id}: {problem}", retryable=transient)
         entries = body.get("data") if isinstance(body, Mapping) else None
         if not isinstance(entries, list):
             return _skip(f"imgur album {album_id}: unexpected answer from the imgur API")
@@ -240,7 +245,7 @@ class Resolver(ClientOwner):
     def _flickr(self, photo_id: str) -> Resolution:
         api_key = self._settings.flickr_api_key
         if not api_key:
-            return _skip("flickr page needs SCENERY_FLICKR_API_KEY")
+            return _skip("flickr page needs SCENERY_FLICKR_API_KEY", needs="flickr_api_key")
         url = f"{self._settings.flickr_api_base_url.rstrip('/')}/services/rest/"
         params = {
             "method": "flickr.photos.getSizes",
@@ -249,9 +254,9 @@ class Resolver(ClientOwner):
             "format": "json",
             "nojsoncallback": "1",
         }
-        body, problem = self._get_json(url, params, {})
+        body, problem, transient = self._get_json(url, params, {})
         if problem:
-            return _skip(f"flickr photo {photo_id}: {problem}")
+            return _skip(f"flickr photo {photo_id}: {problem}", retryable=transient)
         if not isinstance(body, Mapping) or body.get("stat") != "ok":
             message = body.get("message") if isinstance(body, Mapping) else None
             return _skip(f"flickr photo {photo_id}: {message or 'unexpected answer'}")
@@ -266,8 +271,9 @@ class Resolver(ClientOwner):
 
     def _get_json(
         self, url: str, params: Mapping[str, str], headers: Mapping[str, str]
-    ) -> tuple[Any, str | None]:
-        """GET a JSON API with retries on 5xx, 429 and timeouts; return (body, problem)."""
+    ) -> tuple[Any, str | None, bool]:
+        """GET a JSON API with retries on 5xx, 429 and timeouts; return (body, problem,
+        whether the problem may pass: true when the retries ran out)."""
         tries = self._settings.reddit_max_tries
         for attempt in range(1, tries + 1):
             wait: float | None = None
@@ -285,19 +291,19 @@ class Resolver(ClientOwner):
                 elif status in RETRYABLE_STATUS:
                     problem = f"the API failed (HTTP {status})"
                 elif status != 200:
-                    return None, f"the API answered HTTP {status}"
+                    return None, f"the API answered HTTP {status}", False
                 else:
                     try:
-                        return response.json(), None
+                        return response.json(), None, False
                     except ValueError:
-                        return None, "the API sent a body that is not JSON"
+                        return None, "the API sent a body that is not JSON", True
             if attempt < tries:
                 delay = (
                     wait if wait is not None else backoff_delay(attempt, self._settings, self._rng)
                 )
                 log.warning("%s: %s; retrying in %.1f s", url, problem, delay)
                 self._sleep(delay)
-        return None, f"{problem} (gave up after {tries} tries)"
+        return None, f"{problem} (gave up after {tries} tries)", True
 
 
 def _original_gallery_url(url: str, media_id: str, mime: Any) -> str:

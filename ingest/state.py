@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from ingest.reddit import Post
-from ingest.resolve import ImageRef
-from scenery.models import Candidate, CandidateState, PostOutcome, utcnow
+from ingest.resolve import ImageRef, Resolution
+from scenery.batches import chunked
+from scenery.config import Settings
+from scenery.models import Candidate, CandidateState, PostOutcome, as_utc, utcnow
 from scenery.models import Post as PostRow
 
 MAX_ATTEMPTS = 3  # transient download failures before a candidate is given up
@@ -20,14 +23,86 @@ def url_hash(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
 
 
-def known_posts(session: Session, fullnames: Sequence[str]) -> dict[str, PostOutcome]:
-    """Outcomes of the posts among ``fullnames`` that were seen before."""
+def settled_posts(
+    session: Session, fullnames: Sequence[str], settings: Settings, now: datetime
+) -> set[str]:
+    """The posts among ``fullnames`` that need no resolving now: seen before (their images
+    are recorded, decided or not), skipped for good, or failed and not due again yet."""
     if not fullnames:
-        return {}
-    rows = session.execute(
-        select(PostRow.fullname, PostRow.outcome).where(PostRow.fullname.in_(fullnames))
+        return set()
+    rows = session.scalars(select(PostRow).where(PostRow.fullname.in_(fullnames)))
+    return {row.fullname for row in rows if not retry_due(row, settings, now)}
+
+
+def retry_due(row: PostRow, settings: Settings, now: datetime) -> bool:
+    """Whether a failed post's resolution should be tried again now."""
+    if row.outcome != PostOutcome.FAILED:
+        return False
+    if row.needs:
+        return bool(getattr(settings, row.needs, None))
+    retry_at = as_utc(row.retry_at)
+    return retry_at is None or retry_at <= now
+
+
+def due_failed_posts(
+    session: Session, subreddits: Sequence[str], settings: Settings, now: datetime
+) -> list[Post]:
+    """Failed posts of these subreddits whose resolution is due again, as listing posts (the
+    stored fields are all a link post's resolution needs), oldest first."""
+    names = [name.lower() for name in subreddits]
+    rows = session.scalars(
+        select(PostRow)
+        .where(PostRow.outcome == PostOutcome.FAILED, func.lower(PostRow.subreddit).in_(names))
+        .order_by(PostRow.id)
     )
-    return {fullname: outcome for fullname, outcome in rows}
+    return [_as_listed(row) for row in rows if retry_due(row, settings, now)]
+
+
+def _as_listed(row: PostRow) -> Post:
+    return Post.from_listing_child(
+        {
+            "kind": "t3",
+            "data": {
+                "id": row.fullname.removeprefix("t3_"),
+                "name": row.fullname,
+                "subreddit": row.subreddit,
+                "title": row.title,
+                "author": row.author,
+                "permalink": row.permalink,
+                "url": row.url,
+                "created_utc": as_utc(row.created_at).timestamp(),
+                "score": row.score,
+                "link_flair_text": row.flair,
+                "over_18": row.over_18,
+            },
+        }
+    )
+
+
+def record_resolution(
+    session: Session, row: PostRow, resolution: Resolution, settings: Settings, now: datetime
+) -> None:
+    """Store what resolving a new or failed post gave: its candidates, a skip for good, or a
+    failure to resolve again later (after a backoff, or once a missing setting is set)."""
+    if resolution.images:
+        row.outcome, row.reason, row.retry_at, row.needs = PostOutcome.PENDING, None, None, None
+        add_candidates(session, row, resolution.images)
+        return
+    reason = resolution.skipped or "no image"
+    if resolution.needs:
+        row.outcome, row.reason, row.retry_at, row.needs = (
+            PostOutcome.FAILED, reason, None, resolution.needs
+        )  # fmt: skip
+        return
+    if resolution.retryable:
+        row.resolve_attempts = (row.resolve_attempts or 0) + 1
+        if row.resolve_attempts < settings.resolve_max_attempts:
+            wait = settings.resolve_retry_seconds * 3 ** (row.resolve_attempts - 1)
+            row.outcome, row.reason, row.needs = PostOutcome.FAILED, reason, None
+            row.retry_at = now + timedelta(seconds=wait)
+            return
+        reason = f"{reason}; gave up after {row.resolve_attempts} runs"
+    row.outcome, row.reason, row.retry_at, row.needs = PostOutcome.SKIPPED, reason, None, None
 
 
 def record_posts(session: Session, posts: Sequence[Post]) -> dict[str, PostRow]:
@@ -107,7 +182,7 @@ def decided_urls(session: Session, candidates: Sequence[Candidate]) -> dict[int,
     image, its own or the one it duplicated (reposts, crossposts), by candidate id."""
     hashes = {c.url_hash for c in candidates}
     decided: dict[str, Candidate] = {}
-    for chunk in _chunks(sorted(hashes), 500):  # SQLite's bound-parameter limit
+    for chunk in chunked(sorted(hashes), 500):  # SQLite's bound-parameter limit
         for row in session.scalars(
             select(Candidate)
             .where(
@@ -123,10 +198,6 @@ def decided_urls(session: Session, candidates: Sequence[Candidate]) -> dict[int,
         for c in candidates
         if c.url_hash in decided and decided[c.url_hash].id != c.id
     }
-
-
-def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
-    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def finish_post_if_done(session: Session, row: PostRow) -> None:

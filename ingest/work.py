@@ -1,4 +1,5 @@
-"""One candidate's work before the model: download, exact-duplicate check, decode, hash.
+"""One candidate's work before the model: download, exact-duplicate check, then the shared
+intake (``scenery.intake``): decode, hash, files.
 
 Runs on worker threads, a few batches ahead of the embedder.
 """
@@ -11,13 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from PIL import Image
-
 from ingest.fetch import Fetcher, FetchFailed
 from scenery.config import GRID_THUMB, Settings
 from scenery.curation.watermark import DETAIL, detail_view
 from scenery.errors import ImageRejected
-from scenery.imaging import decode, encode_thumbnail, perceptual_hashes, thumbnail
+from scenery.intake import StoredFile, store_file
 from scenery.models import Candidate
 from scenery.storage import Storage
 
@@ -72,19 +71,15 @@ class Duplicate:
 
 @dataclass
 class Prepared:
+    """A downloaded candidate whose files are stored (``scenery.intake``), ready to embed."""
+
     job: Job
-    sha256: str
-    data: bytes
-    extension: str
-    format: str
-    width: int
-    height: int
-    small: Image.Image
-    detail: Image.Image | None  # the watermark detector's 448x448 view, when it runs
-    small_jpeg: bytes
-    phash: str
-    mirrored_phash: str
+    file: StoredFile
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        return self.file.sha256
 
 
 def prepare(
@@ -97,7 +92,7 @@ def prepare(
     *,
     detail: bool = False,
 ) -> Prepared | Failed | Duplicate:
-    """Download and decode one candidate; a bad file becomes a Failed with its reason."""
+    """Download and store one candidate; a bad file becomes a Failed with its reason."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     try:
@@ -111,34 +106,17 @@ def prepare(
     match = stored_sha(fetched.sha256)
     if match is not None:  # decided in the main thread as an exact duplicate; no decoding
         return Duplicate(job, fetched.sha256, match, timings)
-    started = time.perf_counter()
     try:
-        edge = DETAIL if detail else WORK_EDGE
-        decoded = decode(data, settings.max_image_pixels, edge=edge)
+        # Files are written here, to overlap the disk's fsyncs with the embedder.
+        stored = store_file(
+            data,
+            fetched.sha256,
+            storage,
+            settings.max_image_pixels,
+            edge=DETAIL if detail else WORK_EDGE,
+            detail=detail_view if detail else None,
+            timings=timings,
+        )
     except ImageRejected as exc:
         return Failed(job, "undecodable", exc.reason, False, fetched.sha256, timings)
-    small = thumbnail(decoded.image, GRID_THUMB)
-    timings["decode + thumbnail"] = time.perf_counter() - started
-    started = time.perf_counter()
-    phash, mirrored_phash = perceptual_hashes(small)
-    prepared = Prepared(
-        job=job,
-        sha256=fetched.sha256,
-        data=data,
-        extension=decoded.extension,
-        format=decoded.format,
-        width=decoded.width,
-        height=decoded.height,
-        small=small,
-        detail=detail_view(decoded.image) if detail else None,
-        small_jpeg=encode_thumbnail(small),
-        phash=phash,
-        mirrored_phash=mirrored_phash,
-        timings=timings,
-    )
-    # Content-addressed files, written here to overlap the disk's fsyncs with the embedder;
-    # a crash before the decision commits leaves orphans that `scenery doctor --fix` removes.
-    storage.save_original(prepared.sha256, prepared.extension, data)
-    storage.save_thumbnail(prepared.sha256, GRID_THUMB, prepared.small_jpeg)
-    timings["hash + encode + write"] = time.perf_counter() - started
-    return prepared
+    return Prepared(job, stored, timings)

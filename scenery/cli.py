@@ -134,7 +134,7 @@ def _review_command(name: str, help_text: str) -> None:
             if name == "publish":
                 review.approve(session, image_ids, user)
             elif name == "unpublish":
-                review.unpublish(session, image_ids)
+                review.unpublish(session, image_ids, user)
             else:
                 files = review.delete(session, image_ids, user)
         review.remove_files(ctx.storage, files)

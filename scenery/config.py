@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     retry_backoff_base: float = Field(default=1.0, ge=0)  # first retry wait; doubles, jittered
     retry_backoff_max: float = Field(default=60.0, ge=0)
     rate_limit_default_wait: float = Field(default=60.0, ge=0)  # on 429 without Retry-After
+    # A post whose image host's API failed is resolved again by a later run: this long after
+    # the first failure, three times longer after each next one, given up after so many runs.
+    resolve_retry_seconds: float = Field(default=900.0, ge=0)
+    resolve_max_attempts: int = Field(default=5, ge=1)
     imgur_client_id: str | None = None
     imgur_api_base_url: str = "https://api.imgur.com"
     imgur_image_base_url: str = "https://i.imgur.com"  # where imgur.com/<id> pages' files live

@@ -1,8 +1,13 @@
-"""Consistency checks between the database, the files and the vector index."""
+"""Consistency checks between the database, the files and the vector index.
+
+Files younger than ``ORPHAN_GRACE_SECONDS`` are never orphans: ingest and import write files
+before the commit of the rows that name them. Download folders belong to runs, and are dead
+once their run's lease is over (``scenery.housekeeping.dead_downloads``)."""
 
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +15,7 @@ from sqlalchemy import select
 
 from scenery.context import Context
 from scenery.housekeeping import dead_downloads
+from scenery.library import find_by_sha
 from scenery.models import Embedding, Image, ImageStatus
 from scenery.storage import SHA256_RE
 
@@ -51,10 +57,13 @@ def examine(ctx: Context) -> Findings:
     for row in rows:
         if row.purged_at is None and not (ctx.settings.root / row.path).is_file():
             findings.rows_without_files.append(row.id)
+    now = time.time()
     for path in sorted(ctx.settings.images_dir.rglob("*")):
+        if not path.is_file() or ctx.storage.is_young(path, now):
+            continue  # an ingest or import may be about to commit the row that names it
         if path.name.startswith(".") and path.name.endswith(".tmp"):
             findings.stray_temp_files.append(path)
-        elif path.is_file() and not (SHA256_RE.fullmatch(path.stem) and path.stem in known):
+        elif not (SHA256_RE.fullmatch(path.stem) and path.stem in known):
             findings.files_without_rows.append(path)
     findings.stray_temp_files += dead_downloads(ctx)
     published = {row.id for row in rows if row.status == ImageStatus.PUBLISHED} & embedded
@@ -65,11 +74,19 @@ def examine(ctx: Context) -> Findings:
 
 
 def repair(ctx: Context, findings: Findings) -> None:
-    """Remove orphan and temporary files and rebuild the index if it disagrees."""
-    for path in findings.files_without_rows + findings.stray_temp_files:
+    """Remove orphan and temporary files and rebuild the index if it disagrees.
+
+    Each file is checked again just before it goes: a row naming it may have committed since
+    ``examine``, or a writer may have found it and touched it (``Storage.save_original``)."""
+    orphans = findings.files_without_rows
+    with ctx.sessions() as session:
+        claimed = set(
+            find_by_sha(session, [p.stem for p in orphans if SHA256_RE.fullmatch(p.stem)])
+        )
+    for path in orphans + findings.stray_temp_files:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
-        else:
+        elif path.stem not in claimed and not ctx.storage.is_young(path):
             path.unlink(missing_ok=True)
     if findings.indexed_not_published or findings.published_not_indexed:
         ctx.index.rebuild()

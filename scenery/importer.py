@@ -1,26 +1,26 @@
-"""``scenery import``: files from disk into stored, embedded, indexed images."""
+"""``scenery import``: files from disk into stored, embedded, indexed images, through the
+same intake as ingest (``scenery.intake``)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image as PILImage
 from sqlalchemy.exc import IntegrityError
 
-from scenery.config import GRID_THUMB
+from scenery.batches import chunked
 from scenery.context import Context
 from scenery.db import transaction
 from scenery.errors import ImageRejected
-from scenery.imaging import decode, encode_thumbnail, perceptual_hash, thumbnail
-from scenery.library import add_embedding, find_by_sha, set_status
-from scenery.models import Image, ImageStatus
+from scenery.intake import StoredFile, add_image, store_file
+from scenery.library import find_by_sha
+from scenery.models import ImageStatus
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +34,6 @@ class ImportReport:
     imported: list[tuple[Path, int]] = field(default_factory=list)
     duplicates: list[tuple[Path, int]] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
-
-
-@dataclass
-class _Prepared:
-    path: Path
-    sha256: str
-    size: int
-    relpath: str
-    width: int
-    height: int
-    format: str
-    phash: str
-    small: PILImage.Image  # the grid thumbnail, embedded in place of the full image
-    data: bytes
-    extension: str
-    small_jpeg: bytes
 
 
 def discover(paths: Iterable[Path]) -> list[Path]:
@@ -91,7 +75,7 @@ class Importer:
         dup_shas: list[tuple[Path, str]] = []
         batch_size = self.ctx.settings.clip_batch_size
         with ThreadPoolExecutor(self.workers) as pool:
-            for batch in _chunks(list(files), batch_size):
+            for batch in chunked(files, batch_size):
                 fresh = self._read_new(batch, seen, dup_shas, report)
                 results = list(pool.map(self._prepare_or_reason, fresh))
                 prepared = []
@@ -140,38 +124,23 @@ class Importer:
                 fresh.append((path, sha, data))
         return fresh
 
-    def _prepare_or_reason(self, item: tuple[Path, str, bytes]) -> _Prepared | str:
+    def _prepare_or_reason(self, item: tuple[Path, str, bytes]) -> tuple[Path, StoredFile] | str:
         path, sha, data = item
         try:
-            decoded = decode(data, self.ctx.settings.max_image_pixels, edge=GRID_THUMB)
+            max_pixels = self.ctx.settings.max_image_pixels
+            return path, store_file(data, sha, self.ctx.storage, max_pixels)
         except ImageRejected as exc:
             return exc.reason
-        small = thumbnail(decoded.image, GRID_THUMB)
-        return _Prepared(
-            path=path,
-            sha256=sha,
-            size=len(data),
-            relpath=self.ctx.storage.original_relpath(sha, decoded.extension),
-            width=decoded.width,
-            height=decoded.height,
-            format=decoded.format,
-            phash=perceptual_hash(small),
-            small=small,
-            data=data,
-            extension=decoded.extension,
-            small_jpeg=encode_thumbnail(small),
-        )
 
     def _store(
-        self, prepared: list[_Prepared], dup_shas: list[tuple[Path, str]], report: ImportReport
+        self,
+        prepared: list[tuple[Path, StoredFile]],
+        dup_shas: list[tuple[Path, str]],
+        report: ImportReport,
     ) -> None:
         if not prepared:
             return
-        vectors = self.ctx.embedder.encode_images([p.small for p in prepared])
-        # Files go in only now, after the model has worked, and before the rows that name them.
-        for item in prepared:
-            self.ctx.storage.save_original(item.sha256, item.extension, item.data)
-            self.ctx.storage.save_thumbnail(item.sha256, GRID_THUMB, item.small_jpeg)
+        vectors = self.ctx.embedder.encode_images([stored.small for _, stored in prepared])
         try:
             ids = self._insert(prepared, vectors)
         except IntegrityError:
@@ -181,36 +150,36 @@ class Importer:
                 try:
                     ids += self._insert([one], vector[None, :])
                 except IntegrityError:
-                    dup_shas.append((one.path, one.sha256))
+                    dup_shas.append((one[0], one[1].sha256))
                     ids.append(None)
-        kept = [(p, i, v) for p, i, v in zip(prepared, ids, vectors, strict=True) if i is not None]
-        report.imported += [(p.path, i) for p, i, _ in kept]
+        kept = [
+            (p, i, v) for (p, _), i, v in zip(prepared, ids, vectors, strict=True) if i is not None
+        ]
+        report.imported += [(path, i) for path, i, _ in kept]
+        # Only committed images reach the index: a failed commit leaves nothing to undo there.
         if self.publish and kept:
             self.ctx.index.add([i for _, i, _ in kept], np.stack([v for _, _, v in kept]))
 
-    def _insert(self, prepared: list[_Prepared], vectors: np.ndarray) -> list[int | None]:
+    def _insert(
+        self, prepared: list[tuple[Path, StoredFile]], vectors: np.ndarray
+    ) -> list[int | None]:
         status = ImageStatus.PUBLISHED if self.publish else ImageStatus.QUEUED
         model = self.ctx.embedder.name
         with transaction(self.ctx.sessions) as session:
-            images = []
-            for item, vector in zip(prepared, vectors, strict=True):
-                image = Image(
-                    sha256=item.sha256,
-                    path=item.relpath,
-                    width=item.width,
-                    height=item.height,
-                    bytes=item.size,
-                    format=item.format,
-                    phash=item.phash,
+            images = [
+                add_image(
+                    session,
+                    stored,
+                    self.ctx.storage,
+                    status=status,
+                    model=model,
+                    vector=vector,
                     source="local",
-                    source_name=item.path.name,
+                    source_name=path.name,
                     curation={},
                 )
-                session.add(image)
-                set_status(session, image, status)
-                add_embedding(session, image, model, vector)
-                images.append(image)
-            session.flush()
+                for (path, stored), vector in zip(prepared, vectors, strict=True)
+            ]
             return [image.id for image in images]
 
     def _resolve_duplicates(self, report: ImportReport, dup_shas: list[tuple[Path, str]]) -> None:
@@ -218,8 +187,3 @@ class Importer:
         with self.ctx.sessions() as session:
             stored = find_by_sha(session, sorted({sha for _, sha in dup_shas}))
         report.duplicates = [(path, stored.get(sha, -1)) for path, sha in dup_shas]
-
-
-def _chunks(items: list[Path], size: int) -> Iterator[list[Path]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -3,9 +3,13 @@
 Every change of an image's visibility appends a ``PublicationEvent``. An index snapshot records
 the highest event id it reflects; opening it replays newer events, and a running process calls
 ``refresh`` to replay them every few seconds. Replay is idempotent: an event only names an image,
-whose current status and embedding decide whether it belongs in the index. Events of the last
-``LOOKBACK`` are replayed again, so a transaction that committed late (PostgreSQL hands out ids
-before commit) is never skipped.
+whose current status and embedding decide whether it belongs in the index (and which vector:
+a vector that differs from the stored embedding is replaced).
+
+PostgreSQL hands out ids before commit, so an event can become visible below the watermark.
+Ids below the watermark that were not seen yet (gaps) are remembered and asked for again on
+every catch-up, until they appear or ``GAP_SECONDS`` pass on this process's own clock (a
+rolled-back transaction's id never appears). Nothing compares clocks of different machines.
 """
 
 from __future__ import annotations
@@ -16,21 +20,23 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from scenery.batches import chunked
 from scenery.errors import IndexMismatch
 from scenery.index import VectorIndex
 from scenery.models import Embedding, Image, ImageStatus, PublicationEvent
 
 log = logging.getLogger(__name__)
 
-LOOKBACK = timedelta(minutes=2)
+GAP_SECONDS = 3600.0  # how long an unseen id below the watermark is waited for
+GAP_WINDOW = 1_000  # on a rebuild, ids this far below the newest are checked for gaps
 CHUNK = 500
 KEEP_SNAPSHOTS = 2
 PRUNE_GRACE_SECONDS = 60.0
@@ -49,6 +55,7 @@ class SyncedIndex:
         m: int = 16,
         ef_construction: int = 200,
         refresh_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory = directory
         self.model = model
@@ -59,8 +66,10 @@ class SyncedIndex:
         self.refresh_seconds = refresh_seconds
         self.index = VectorIndex(dim, m=m, ef_construction=ef_construction)
         self.watermark = 0
+        self.gaps: dict[int, float] = {}  # unseen event id below the watermark -> noticed at
         self.synced_at = datetime.fromtimestamp(0, UTC)
-        self._checked = 0.0
+        self._clock = clock
+        self._checked = -float("inf")
         self._lock = threading.Lock()
 
     # -- opening and persistence -------------------------------------------------------------
@@ -96,7 +105,10 @@ class SyncedIndex:
             return False
         self.index = index
         self.watermark = int(meta["watermark"])
+        now = self._clock()
+        self.gaps = {int(i): now for i in meta.get("gaps", [])}
         self.synced_at = datetime.fromisoformat(meta["synced_at"])
+        self._checked = now
         log.info("loaded index snapshot %s with %d images", snapshot.name, len(index))
         return True
 
@@ -110,6 +122,7 @@ class SyncedIndex:
                 "model": self.model,
                 "dim": self.dim,
                 "watermark": self.watermark,
+                "gaps": sorted(self.gaps),
                 "synced_at": self.synced_at.isoformat(),
                 "count": len(self.index),
                 "saved_at": datetime.now(UTC).isoformat(),
@@ -156,8 +169,14 @@ class SyncedIndex:
             )
             for ids, vectors in self._published_vectors(session, None):
                 index.add(ids, vectors)
+            seen = session.scalars(
+                select(PublicationEvent.id).where(PublicationEvent.id > watermark - GAP_WINDOW)
+            ).all()
+        now = self._clock()
         self.index, self.watermark, self.synced_at = index, int(watermark), started
-        self._checked = time.monotonic()
+        self.gaps = {}
+        self._note_gaps(max(0, watermark - GAP_WINDOW), int(watermark), set(seen), now)
+        self._checked = now
         log.info("rebuilt index of %s with %d images", self.model, len(index))
         return len(index)
 
@@ -170,7 +189,7 @@ class SyncedIndex:
             .where(Embedding.model == self.model, Image.status == ImageStatus.PUBLISHED)
             .order_by(Embedding.image_id)
         )
-        chunks = [None] if image_ids is None else _chunks(sorted(image_ids), CHUNK)
+        chunks = [None] if image_ids is None else chunked(sorted(image_ids), CHUNK)
         for chunk in chunks:
             scoped = query if chunk is None else query.where(Embedding.image_id.in_(chunk))
             rows = session.execute(scoped.execution_options(yield_per=5000))
@@ -186,41 +205,81 @@ class SyncedIndex:
 
     def _catch_up_locked(self) -> int:
         started = datetime.now(UTC)
+        now = self._clock()
         with self.sessions() as session:
-            events = session.execute(
-                select(PublicationEvent.id, PublicationEvent.image_id).where(
-                    or_(
-                        PublicationEvent.id > self.watermark,
-                        PublicationEvent.at >= self.synced_at - LOOKBACK,
-                    )
-                )
-            ).all()
+            events = self._new_events(session)
             if not events:
+                self._expire_gaps(now)
                 self.synced_at = started
                 return 0
             touched = {image_id for _, image_id in events}
             present: set[int] = set()
-            added = 0
+            changed = 0
             for ids, vectors in self._published_vectors(session, touched):
-                fresh = np.array([i not in self.index for i in ids], dtype=bool)
-                if fresh.any():
+                stale = self._stale(ids, vectors)
+                if stale.any():
                     self.index.add(
-                        [i for i, f in zip(ids, fresh, strict=True) if f], vectors[fresh]
+                        [i for i, s in zip(ids, stale, strict=True) if s], vectors[stale]
                     )
-                    added += int(fresh.sum())
+                    changed += int(stale.sum())
                 present.update(ids)
         gone = [i for i in touched - present if i in self.index]
         self.index.remove(gone)
-        self.watermark = max(self.watermark, max(event_id for event_id, _ in events))
+        seen = {event_id for event_id, _ in events}
+        top = max(seen)
+        for event_id in seen:
+            self.gaps.pop(event_id, None)
+        if top > self.watermark:
+            self._note_gaps(self.watermark, top, seen, now)
+            self.watermark = top
+        self._expire_gaps(now)
         self.synced_at = started
-        changed = len(gone) + added
+        changed += len(gone)
         if changed:
             log.info("index caught up: %d images changed", changed)
         return changed
 
+    def _new_events(self, session: Session) -> list[tuple[int, int]]:
+        """Events above the watermark, and those that filled a gap below it."""
+        newer = PublicationEvent.id > self.watermark
+        if not self.gaps:
+            wanted = newer
+        elif len(self.gaps) <= CHUNK:
+            wanted = or_(newer, PublicationEvent.id.in_(sorted(self.gaps)))
+        else:  # many gaps (rollbacks): one range, filtered here
+            wanted = PublicationEvent.id >= min(self.gaps)
+        rows = session.execute(select(PublicationEvent.id, PublicationEvent.image_id).where(wanted))
+        return [
+            (event_id, image_id)
+            for event_id, image_id in rows
+            if event_id > self.watermark or event_id in self.gaps
+        ]
+
+    def _stale(self, ids: list[int], vectors: np.ndarray) -> np.ndarray:
+        """Which of these published vectors the index lacks or holds differently (an id that
+        a rolled-back transaction used first, on SQLite)."""
+        held = [n for n, i in enumerate(ids) if i in self.index]
+        stale = np.ones(len(ids), dtype=bool)
+        if held:
+            current = self.index.get_vectors([ids[n] for n in held])
+            same = np.all(np.isclose(current, vectors[held], atol=1e-5), axis=1)
+            stale[held] = ~same
+        return stale
+
+    def _note_gaps(self, low: int, high: int, seen: set[int], now: float) -> None:
+        """Remember the ids in (low, high) not among ``seen``: they may still commit."""
+        for event_id in range(low + 1, high):
+            if event_id not in seen:
+                self.gaps.setdefault(event_id, now)
+
+    def _expire_gaps(self, now: float) -> None:
+        for event_id, noticed in list(self.gaps.items()):
+            if now - noticed > GAP_SECONDS:
+                del self.gaps[event_id]
+
     def refresh(self, force: bool = False) -> int:
         """Catch up if ``refresh_seconds`` have passed since the last check (or ``force``)."""
-        now = time.monotonic()
+        now = self._clock()
         if not force and now - self._checked < self.refresh_seconds:
             return 0
         if not self._lock.acquire(blocking=force):
@@ -246,8 +305,3 @@ class SyncedIndex:
 
     def __contains__(self, image_id: object) -> bool:
         return image_id in self.index
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

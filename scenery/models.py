@@ -159,6 +159,11 @@ class Post(Base):
         index=True,
     )
     reason: Mapped[str | None] = mapped_column(Text)
+    # A FAILED post's resolution is tried again: after ``retry_at`` (an API that failed), or
+    # once the setting ``needs`` names is set (a missing API key).
+    resolve_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    needs: Mapped[str | None] = mapped_column(String(64))
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -3,6 +3,10 @@ near-duplicate pairs. No web code: the admin pages and tests call these.
 
 Every change of visibility goes through ``set_status`` (so vector indexes catch up from the
 publication log), and every decision on a pipeline candidate records who made it and when.
+Decisions lock the rows they read (``SELECT ... FOR UPDATE``; SQLite's write transactions are
+exclusive already) and judge what they find once the lock is theirs, so two decisions on one
+image, from two admins or an admin and the CLI, happen one after the other and the second sees
+the first. Files go only after the commit that made them unreachable (``remove_files``).
 Approvals join the reference set; labelled rejections become training negatives
 (``scenery.curation.reference``).
 """
@@ -32,6 +36,7 @@ REJECT_REASONS = {
 }
 DUPLICATE_CODES = ("duplicate_phash", "duplicate_clip", "possible_duplicate")
 UNSCORED = 2.0  # queue position of items no filter could place near a threshold
+MAX_ID = 2**63 - 1  # the largest id a database row can have
 
 
 class ReviewError(SceneryError):
@@ -97,13 +102,29 @@ def _images(session: Session, ids: Sequence[int]) -> dict[int, Image]:
 
 
 def _load(session: Session, image_ids: Sequence[int]) -> list[tuple[Image, Candidate | None]]:
-    images = _images(session, image_ids)
+    """The images to decide on, locked for this transaction (in id order: no deadlock between
+    two bulk decisions), as they are now, not as this session may have seen them before."""
+    wanted = sorted({int(i) for i in image_ids if 0 < int(i) <= MAX_ID})
+    images = {
+        image.id: image
+        for image in session.scalars(
+            select(Image)
+            .where(Image.id.in_(wanted))
+            .order_by(Image.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
     missing = set(image_ids) - set(images)
     if missing:
         raise NotFound(f"no image {min(missing)}")
     candidates = {
         c.image_id: c
-        for c in session.scalars(select(Candidate).where(Candidate.image_id.in_(list(images))))
+        for c in session.scalars(
+            select(Candidate)
+            .where(Candidate.image_id.in_(list(images)))
+            .execution_options(populate_existing=True)
+        )
     }
     return [(images[i], candidates.get(i)) for i in dict.fromkeys(image_ids)]
 
@@ -147,13 +168,15 @@ def reject(session: Session, image_ids: Sequence[int], reason: str, user: str) -
     return done
 
 
-def unpublish(session: Session, image_ids: Sequence[int]) -> list[Image]:
-    """Take published images out of the gallery and back into the queue, undecided."""
+def unpublish(session: Session, image_ids: Sequence[int], user: str) -> list[Image]:
+    """Take published images out of the gallery and back into the queue. The decision is
+    recorded (``unpublished``, by whom, when): it disagrees with publishing, in the agreement
+    figures, and takes the image out of the reference set until it is approved again."""
     done = []
     for image, candidate in _load(session, image_ids):
         if image.status == ImageStatus.PUBLISHED:
             set_status(session, image, ImageStatus.QUEUED)
-            _review(candidate, None, None, "")
+            _review(candidate, "unpublished", None, user)
             done.append(image)
     return done
 
@@ -282,7 +305,7 @@ def duplicate_pairs(session: Session, *, include_reviewed: bool = False) -> list
 
 def keep_duplicate(session: Session, candidate_id: int, keep: str, user: str) -> None:
     """Resolve a pair: keep the candidate (publish it, hide the other) or keep the stored one."""
-    candidate = session.get(Candidate, candidate_id)
+    candidate = session.get(Candidate, candidate_id) if 0 < candidate_id <= MAX_ID else None
     if candidate is None or candidate.image_id is None or candidate.matched_image_id is None:
         raise NotFound(f"no duplicate pair for candidate {candidate_id}")
     if keep == "candidate":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -14,6 +15,10 @@ from scenery.errors import ImageRejected, NotFound
 from scenery.imaging import THUMB_EXT, decode, encode_thumbnail, thumbnail
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# Files are written before the commit of the row that names them (``scenery.intake``); one
+# without a row is an orphan only once it is older than this. Writers touch a file they find
+# already there, so a file about to be committed is always young.
+ORPHAN_GRACE_SECONDS = 3600.0
 EXTENSIONS = frozenset({"jpg", "png", "webp", "gif", "bmp", "tiff"})
 
 
@@ -66,8 +71,13 @@ class Storage:
         """Store original bytes under their content address; return the relative path."""
         relpath = self.original_relpath(sha256, ext)
         path = self.root / relpath
-        if not (path.exists() and path.stat().st_size == len(data)):
-            atomic_write(path, lambda handle: handle.write(data))
+        try:
+            if path.stat().st_size == len(data):
+                os.utime(path)  # young again: not an orphan until its row had time to commit
+                return relpath
+        except FileNotFoundError:
+            pass
+        atomic_write(path, lambda handle: handle.write(data))
         return relpath
 
     def save_thumbnail(self, sha256: str, size: int, encoded: bytes) -> None:
@@ -98,6 +108,14 @@ class Storage:
                 raise NotFound(f"original {sha256} cannot be decoded: {exc.reason}") from exc
             self.save_thumbnail(sha256, size, encode_thumbnail(thumbnail(decoded.image, size)))
         return path
+
+    def is_young(self, path: Path, now: float | None = None) -> bool:
+        """Whether a file may still be waiting for the commit of the row that names it."""
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        return (time.time() if now is None else now) - mtime < ORPHAN_GRACE_SECONDS
 
     def remove(self, sha256: str, ext: str) -> None:
         """Delete an original and its thumbnails, if present."""

@@ -7,13 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
 from scenery.config import Settings
 from scenery.context import Context
 from scenery.db import transaction
 from scenery.library import get_image, set_status
-from scenery.models import ImageStatus, PublicationEvent
+from scenery.models import ImageStatus
 from tests.fakes.embedders import ColourEmbedder
 from tests.helpers import PALETTE, import_colours
 
@@ -99,21 +98,6 @@ def test_unpublished_images_leave_and_republished_return(
     change_status(colour_ctx, ids["blue"], ImageStatus.PUBLISHED)
     colour_ctx.index.refresh(force=True)
     assert ids["blue"] in colour_ctx.index
-
-
-def test_late_commit_below_the_watermark_is_not_skipped(
-    colour_ctx: Context, tmp_path: Path
-) -> None:
-    """PostgreSQL hands out ids before commit: an event can appear below the watermark."""
-    ids = import_colours(colour_ctx, tmp_path / "a", {"red": PALETTE["red"]})
-    with transaction(colour_ctx.sessions) as session:
-        image = get_image(session, ids["red"])
-        image.status = ImageStatus.QUEUED  # status changed, event written with an old id
-        top = session.scalar(select(func.max(PublicationEvent.id)))
-        session.add(PublicationEvent(image_id=ids["red"], published=False))
-    colour_ctx.index.watermark = top + 1000  # as if later events had already been seen
-    colour_ctx.index.refresh(force=True)
-    assert ids["red"] not in colour_ctx.index
 
 
 def test_snapshot_ahead_of_the_database_is_rebuilt(colour_ctx: Context, tmp_path: Path) -> None:

@@ -74,4 +74,6 @@ def test_unpublished_image_vanishes_even_before_the_index_refreshes(
         hits = search_text(session, server.index, server.embedder, "red", k=4, ef=64)
     assert ids["red"] not in [h.image.id for h in hits]
     assert len(hits) == 3
+    # The index has not caught up (its snapshot was loaded just now): the database dropped it.
+    assert ids["red"] in server.index
     server.close()

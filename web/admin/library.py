@@ -128,7 +128,7 @@ def change_images() -> Any:
     files: list[tuple[str, str]] = []
     with transaction(ctx.sessions) as session:
         if action == "unpublish":
-            done = unpublish(session, _ids())
+            done = unpublish(session, _ids(), current_user.username)
             message = f"Unpublished {len(done)}: back in the queue."
         elif action == "delete":
             done = files = delete(session, _ids(), current_user.username)

@@ -1,0 +1,170 @@
+"""A commit that fails (a lost connection, "database is locked", a deadlock, a duplicate key)
+leaves the index, its snapshot and the files in agreement with the database, in ingest and
+in import alike; a rerun then stores everything.
+
+The failure is injected at the database boundary: the session's commit raises once, after the
+batch's rows were flushed, as a real database failing at COMMIT would.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from ingest.runner import run_ingest
+from scenery.config import Settings
+from scenery.context import Context
+from scenery.doctor import examine, repair
+from scenery.embed import OpenClipEmbedder
+from scenery.importer import Importer, discover
+from scenery.models import Image, ImageStatus
+from scenery.storage import ORPHAN_GRACE_SECONDS
+from tests.fakes.reddit import FakeReddit
+from tests.fakes.reddit_posts import make_post
+
+FAILURES: dict[str, Callable[[], Exception]] = {
+    "locked": lambda: OperationalError("COMMIT", {}, Exception("database is locked")),
+    "duplicate": lambda: IntegrityError("COMMIT", {}, Exception("duplicate key value")),
+}
+
+
+@contextmanager
+def failing_commit(
+    ctx: Context, error: Callable[[], Exception], nth: int = 1
+) -> Iterator[list[int]]:
+    """Make the ``nth`` commit that stores image rows raise ``error()``; yield the ids of the
+    images that commit held (they must be nowhere afterwards)."""
+    lost: list[int] = []
+    seen = [0]
+
+    def after_flush(session: Session, _context: object) -> None:
+        added = [o for o in session.new if isinstance(o, Image)]
+        session.info.setdefault("images", []).extend(added)
+
+    def before_commit(session: Session) -> None:
+        images = session.info.pop("images", [])
+        if not images:
+            return
+        seen[0] += 1
+        if seen[0] == nth:
+            lost.extend(image.id for image in images)
+            raise error()
+
+    event.listen(ctx.sessions, "after_flush", after_flush)
+    event.listen(ctx.sessions, "before_commit", before_commit)
+    try:
+        yield lost
+    finally:
+        event.remove(ctx.sessions, "after_flush", after_flush)
+        event.remove(ctx.sessions, "before_commit", before_commit)
+
+
+def published_ids(ctx: Context) -> set[int]:
+    with ctx.sessions() as session:
+        return set(session.scalars(select(Image.id).where(Image.status == ImageStatus.PUBLISHED)))
+
+
+def image_ids(ctx: Context) -> set[int]:
+    with ctx.sessions() as session:
+        return set(session.scalars(select(Image.id)))
+
+
+def assert_agree(ctx: Context, embedder: OpenClipEmbedder) -> None:
+    """Index, a snapshot saved now and a fresh process's index hold the published images and
+    nothing else; every row has its files."""
+    published = published_ids(ctx)
+    assert set(ctx.index.index.ids) == published
+    ctx.index.save()  # what the next housekeeping save would persist
+    fresh = Context(ctx.settings, embedder=embedder)
+    try:
+        assert set(fresh.index.index.ids) == published
+    finally:
+        fresh.close()
+    findings = examine(ctx)
+    assert findings.ok, findings.lines()
+
+
+def age(root: Path) -> None:
+    """Make every file under ``root`` older than the orphan grace period."""
+    old = time.time() - ORPHAN_GRACE_SECONDS - 60
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, (old, old))
+
+
+@pytest.mark.parametrize("failure", sorted(FAILURES))
+def test_a_failed_ingest_commit_leaves_nothing_behind(
+    tmp_path: Path,
+    db_url: str,
+    photos: list[Path],
+    tiny_embedder: OpenClipEmbedder,
+    failure: str,
+) -> None:
+    fake = FakeReddit()
+    with fake.running():
+        settings = fake.settings(
+            tmp_path, database_url=db_url, clip_batch_size=2, nsfw_nudenet=False
+        )
+        ctx = Context(settings, embedder=tiny_embedder)
+        ctx.migrate()
+        posts = [
+            make_post(f"p{n}", url=fake.add_photo(f"/img/p{n}.jpg", photo))
+            for n, photo in enumerate(photos[:6])
+        ]
+        fake.add_posts("EarthPorn", posts)
+        # The second batch's commit fails: the first one's images stay, the second's go.
+        with (
+            failing_commit(ctx, FAILURES[failure], nth=2) as lost,
+            pytest.raises((OperationalError, IntegrityError)),
+        ):
+            run_ingest(ctx, ["EarthPorn"], limit=50)
+        stored = image_ids(ctx)
+        assert lost and stored and not set(lost) & stored
+        assert not set(lost) & set(ctx.index.index.ids)
+        assert_agree(ctx, tiny_embedder)
+
+        run_ingest(ctx, ["EarthPorn"], limit=50)  # the rerun stores the rest
+        assert len(image_ids(ctx)) == 6
+        assert_agree(ctx, tiny_embedder)
+        age(settings.root)
+        assert examine(ctx).files_without_rows == []  # every file written has its row now
+        ctx.close()
+
+
+def test_a_failed_import_commit_leaves_nothing_behind(
+    settings: Settings, photo_dir: Path, tiny_embedder: OpenClipEmbedder
+) -> None:
+    ctx = Context(settings.model_copy(update={"clip_batch_size": 3}), embedder=tiny_embedder)
+    ctx.migrate()
+    files = discover([photo_dir])[:6]
+    first = Importer(ctx).run(files[:3])
+    assert len(first.imported) == 3
+    with failing_commit(ctx, FAILURES["locked"]) as lost, pytest.raises(OperationalError):
+        Importer(ctx).run(files[3:])
+    assert len(lost) == 3 and not set(lost) & published_ids(ctx)
+    assert_agree(ctx, tiny_embedder)
+    # The failed batch's files wait, young, for a rerun; once old they are orphans.
+    age(ctx.settings.images_dir)
+    orphans = examine(ctx).files_without_rows
+    assert len(orphans) == 3 and {p.stem for p in orphans}.isdisjoint(
+        {i.sha256 for i in _images(ctx)}
+    )
+    repair(ctx, examine(ctx))
+    assert examine(ctx).ok
+    again = Importer(ctx).run(files[3:])
+    assert len(again.imported) == 3 and len(published_ids(ctx)) == 6
+    assert_agree(ctx, tiny_embedder)
+    ctx.close()
+
+
+def _images(ctx: Context) -> list[Image]:
+    with ctx.sessions() as session:
+        return list(session.scalars(select(Image)))
