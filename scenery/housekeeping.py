@@ -7,10 +7,11 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
+from datetime import datetime
 from pathlib import Path
 
 from scenery.context import Context
+from scenery.models import utcnow
 from scenery.queue import Handler, Job
 from scenery.retention import purge_rejected_files
 from scenery.schedule import live_tokens, prune_runs, recover_expired
@@ -22,36 +23,38 @@ _saved_at: dict[int, int] = {}  # index watermark last saved, per context
 _model_lock = threading.Lock()  # one model job at a time in a process
 
 
-def recover_leases(ctx: Context) -> int:
-    """Close runs whose lease expired and remove the download folders of runs not alive."""
-    lost = recover_expired(ctx.sessions)
+def recover_leases(ctx: Context, *, now: datetime | None = None) -> int:
+    """Close runs whose lease expired and remove the download folders of runs not alive
+    (``now``, default the real time, is for tests)."""
+    lost = recover_expired(ctx.sessions, now=now)
     if lost:
         log.warning("%d ingest runs lost their lease; their subscriptions are due again", lost)
-    sweep_downloads(ctx)
+    sweep_downloads(ctx, now=now)
     return lost
 
 
-def sweep_downloads(ctx: Context) -> None:
+def sweep_downloads(ctx: Context, *, now: datetime | None = None) -> None:
     """Remove download folders that no live run owns (killed runs leave theirs behind)."""
-    for path in dead_downloads(ctx):
+    for path in dead_downloads(ctx, now=now):
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
 
 
-def dead_downloads(ctx: Context) -> list[Path]:
+def dead_downloads(ctx: Context, *, now: datetime | None = None) -> list[Path]:
     """Download folders of runs that are over (or whose lease expired), and loose files of
     runs from before per-run folders that are over an hour old."""
     root = ctx.settings.downloads_dir
     if not root.is_dir():
         return []
+    now = utcnow() if now is None else now
     with ctx.sessions() as session:
-        live = live_tokens(session)
+        live = live_tokens(session, now=now)
     dead = []
     for path in sorted(root.iterdir()):
         if (path.is_dir() and path.name not in live) or (
-            path.is_file() and time.time() - path.stat().st_mtime > LEGACY_DOWNLOAD_AGE
+            path.is_file() and now.timestamp() - path.stat().st_mtime > LEGACY_DOWNLOAD_AGE
         ):
             dead.append(path)
     return dead

@@ -83,27 +83,39 @@ def _supersede(session: Session, subscription_ids: list[int], now: datetime) -> 
 
 
 def _run(
-    token: str, subscription_id: int | None, subreddits: str, owner: str, expires: datetime
+    token: str,
+    subscription_id: int | None,
+    subreddits: str,
+    owner: str,
+    expires: datetime,
+    now: datetime,
 ) -> IngestRun:
     return IngestRun(
         token=token,
         subscription_id=subscription_id,
         subreddits=subreddits,
         owner=owner,
+        claimed_at=now,
         expires_at=expires,
         status="queued",
     )
 
 
 def tick(
-    sessions: sessionmaker[Session], queue: TaskQueue, owner: str, lease: float
+    sessions: sessionmaker[Session],
+    queue: TaskQueue,
+    owner: str,
+    lease: float,
+    *,
+    now: datetime | None = None,
 ) -> list[Claim]:
     """Claim every due subscription and enqueue the won ones.
 
     The claim is one compare-and-set update over all due rows: each row that is still due and
     free when the update reaches it gets a lease token of its own (this tick's prefix and its
-    id), and the rows it changed are returned. A second scheduler's update finds them leased."""
-    now = utcnow()
+    id), and the rows it changed are returned. A second scheduler's update finds them leased.
+    ``now`` (default: the real time) is for tests."""
+    now = utcnow() if now is None else now
     expires = now + timedelta(seconds=lease)
     prefix = uuid.uuid4().hex[:20] + "-"
     with transaction(sessions) as session:
@@ -121,7 +133,7 @@ def tick(
         if won:
             _supersede(session, [row.id for row in won], now)
             session.add_all(
-                [_run(token, sid, subreddit, owner, expires) for sid, subreddit, token in won]
+                [_run(token, sid, subreddit, owner, expires, now) for sid, subreddit, token in won]
             )
     claims = [Claim(token, (sid,), expires) for sid, _subreddit, token in won]
     for claim in claims:  # after the commit: a worker must find the claim it is handed
@@ -153,7 +165,7 @@ def run_now(
             .values(next_run_at=now)
             .execution_options(synchronize_session=False)
         )
-        session.add(_run(token, subscription_id, sub.subreddit, owner, expires))
+        session.add(_run(token, subscription_id, sub.subreddit, owner, expires, now))
     queue.enqueue(Job.INGEST, subscription_id, token)
     return Claim(token, (subscription_id,), expires)
 
@@ -165,10 +177,12 @@ def claim_feeds(
     time_filter: str | None,
     owner: str,
     lease: float,
+    *,
+    now: datetime | None = None,
 ) -> Claim:
     """Claim a command-line run: the leases of the subscriptions that follow these feeds
     (all or none), and a run row of its own either way."""
-    now = utcnow()
+    now = utcnow() if now is None else now
     expires = now + timedelta(seconds=lease)
     token = new_token()
     names = [name.lower() for name in subreddits]
@@ -189,15 +203,20 @@ def claim_feeds(
         if held:  # leaving the transaction by this error rolls back the leases won above
             who = ", ".join(f"r/{s.subreddit} ({s.lease_owner or 'a worker'})" for s in held)
             raise LeaseHeld(f"already being ingested: {who}; try again when that run ends")
-        session.add(_run(token, None, ",".join(subreddits), owner, expires))
+        session.add(_run(token, None, ",".join(subreddits), owner, expires, now))
     return Claim(token, tuple(sub.id for sub in subs), expires)
 
 
 def start(
-    sessions: sessionmaker[Session], token: str, worker: str, lease: float
+    sessions: sessionmaker[Session],
+    token: str,
+    worker: str,
+    lease: float,
+    *,
+    now: datetime | None = None,
 ) -> IngestRun | None:
     """Begin a claimed run; None if its claim was superseded or the run is already over."""
-    now = utcnow()
+    now = utcnow() if now is None else now
     expires = now + timedelta(seconds=lease)
     with transaction(sessions) as session:
         run = session.scalar(select(IngestRun).where(IngestRun.token == token))
@@ -219,9 +238,11 @@ def start(
         return run
 
 
-def renew(sessions: sessionmaker[Session], claim: Claim, lease: float) -> bool:
+def renew(
+    sessions: sessionmaker[Session], claim: Claim, lease: float, *, now: datetime | None = None
+) -> bool:
     """Extend a run's lease; False if it was lost (expired and taken, or marked lost)."""
-    expires = utcnow() + timedelta(seconds=lease)
+    expires = (utcnow() if now is None else now) + timedelta(seconds=lease)
     with transaction(sessions) as session:
         run = session.execute(
             update(IngestRun)
@@ -246,10 +267,11 @@ def finish(
     summary: dict[str, Any] | None,
     *,
     reschedule: bool = True,
+    now: datetime | None = None,
 ) -> None:
     """End a run: record how it went and free its subscriptions' leases. ``reschedule`` False
     (a run handed back unfinished) leaves them due, so the next tick runs them again."""
-    now = utcnow()
+    now = utcnow() if now is None else now
     with transaction(sessions) as session:
         run = session.scalar(select(IngestRun).where(IngestRun.token == token))
         if run is None:
@@ -266,10 +288,10 @@ def finish(
                 sub.next_run_at = claimed + timedelta(minutes=sub.interval_minutes)
 
 
-def recover_expired(sessions: sessionmaker[Session]) -> int:
+def recover_expired(sessions: sessionmaker[Session], *, now: datetime | None = None) -> int:
     """Close runs and free subscriptions whose lease expired; return how many runs were lost.
     Their subscriptions keep their due time, so the next tick claims them again."""
-    now = utcnow()
+    now = utcnow() if now is None else now
     with transaction(sessions) as session:
         expired = [IngestRun.finished_at.is_(None), IngestRun.expires_at < now]
         lost = session.execute(
@@ -300,12 +322,13 @@ def recover_expired(sessions: sessionmaker[Session]) -> int:
         return int(lost.rowcount + unstarted.rowcount)  # type: ignore[attr-defined]
 
 
-def live_tokens(session: Session) -> set[str]:
+def live_tokens(session: Session, *, now: datetime | None = None) -> set[str]:
     """Tokens of runs that hold a live lease (their download folders are in use)."""
+    now = utcnow() if now is None else now
     return set(
         session.scalars(
             select(IngestRun.token).where(
-                IngestRun.finished_at.is_(None), IngestRun.expires_at >= utcnow()
+                IngestRun.finished_at.is_(None), IngestRun.expires_at >= now
             )
         )
     )

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
 from pathlib import Path
 
 from scenery import housekeeping, schedule
 from scenery.context import Context
 from scenery.doctor import examine, repair
 from scenery.importer import Importer, discover
+from scenery.models import utcnow
 
 
 def test_recovery_removes_download_folders_of_runs_no_longer_alive(ctx: Context) -> None:
-    live = schedule.claim_feeds(ctx.sessions, ["EarthPorn"], "new", None, "cli", lease=60)
-    dead = schedule.claim_feeds(ctx.sessions, ["pics"], "new", None, "cli", lease=0.1)
+    claimed = utcnow()
+    live = schedule.claim_feeds(
+        ctx.sessions, ["EarthPorn"], "new", None, "cli", lease=3600, now=claimed
+    )
+    dying = schedule.claim_feeds(ctx.sessions, ["pics"], "new", None, "cli", lease=600, now=claimed)
     root = ctx.settings.downloads_dir
-    for token in (live.token, dead.token, "never-claimed"):
+    for token in (live.token, dying.token, "never-claimed"):
         (root / token).mkdir(parents=True)
         (root / token / "partial.jpg").write_bytes(b"half a photo")
-    time.sleep(0.3)
-    assert [p.name for p in examine(ctx).stray_temp_files] == sorted([dead.token, "never-claimed"])
-    assert housekeeping.recover_leases(ctx) == 1  # the expired run is closed as lost
+    # While both leases hold, only the folder no run owns is stray (the doctor agrees).
+    assert [p.name for p in examine(ctx).stray_temp_files] == ["never-claimed"]
+    expired = claimed + timedelta(seconds=601)  # the second lease is over, the first is not
+    dead = housekeeping.dead_downloads(ctx, now=expired)
+    assert [p.name for p in dead] == sorted([dying.token, "never-claimed"])
+    assert housekeeping.recover_leases(ctx, now=expired) == 1  # the expired run is closed as lost
     assert sorted(p.name for p in root.iterdir()) == [live.token]
     assert (root / live.token / "partial.jpg").is_file()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -15,6 +14,8 @@ from scenery.db import transaction
 from scenery.models import IngestRun, Subscription, as_utc, utcnow
 from scenery.queue import Job
 from tests.helpers import subscribe
+
+STEP = timedelta(seconds=1)  # the schedule's clock is moved by hand, by this much either side
 
 
 def sub(ctx: Context, sid: int) -> Subscription:
@@ -73,16 +74,19 @@ def test_two_schedulers_ticking_at_once_claim_each_subscription_once(ctx: Contex
 
 def test_finished_run_is_due_again_after_its_interval(ctx: Context) -> None:
     sid = subscribe(ctx, every=30)
-    (claim,) = schedule.tick(ctx.sessions, ctx.queue, "w1", lease=60)
-    assert schedule.start(ctx.sessions, claim.token, "w1", lease=60) is not None
-    schedule.finish(ctx.sessions, claim.token, "ok", None, {"published": 3})
+    claimed = utcnow()
+    (claim,) = schedule.tick(ctx.sessions, ctx.queue, "w1", lease=60, now=claimed)
+    ended = claimed + timedelta(minutes=7)  # the interval counts from the claim, not the end
+    assert schedule.start(ctx.sessions, claim.token, "w1", lease=600, now=claimed) is not None
+    schedule.finish(ctx.sessions, claim.token, "ok", None, {"published": 3}, now=ended)
     row = sub(ctx, sid)
-    claimed = as_utc(runs(ctx, sid)[0].claimed_at)
-    assert claimed is not None and row.next_run_at is not None
     assert as_utc(row.next_run_at) == claimed + timedelta(minutes=30)
+    assert as_utc(row.last_run_at) == ended
     assert row.lease_token is None and row.last_status == "ok"
     assert row.last_summary == {"published": 3}
-    assert schedule.tick(ctx.sessions, ctx.queue, "w1", lease=60) == []
+    due = claimed + timedelta(minutes=30)
+    assert schedule.tick(ctx.sessions, ctx.queue, "w1", lease=60, now=due - STEP) == []
+    assert len(schedule.tick(ctx.sessions, ctx.queue, "w1", lease=60, now=due + STEP)) == 1
 
 
 def test_interrupted_run_hands_its_subscription_back_due_at_once(ctx: Context) -> None:
@@ -97,32 +101,38 @@ def test_interrupted_run_hands_its_subscription_back_due_at_once(ctx: Context) -
 
 def test_expired_lease_makes_the_subscription_due_and_stops_the_old_run(ctx: Context) -> None:
     sid = subscribe(ctx)
-    (first,) = schedule.tick(ctx.sessions, ctx.queue, "dead", lease=0.2)
-    assert schedule.start(ctx.sessions, first.token, "dead", lease=0.2) is not None
-    time.sleep(0.4)
-    (second,) = schedule.tick(ctx.sessions, ctx.queue, "alive", lease=60)
+    claimed = utcnow()
+    (first,) = schedule.tick(ctx.sessions, ctx.queue, "dead", lease=60, now=claimed)
+    assert schedule.start(ctx.sessions, first.token, "dead", lease=60, now=claimed) is not None
+    # The worker dies without renewing: its lease holds for its 60 s, and not a moment longer.
+    expiry = claimed + timedelta(seconds=60)
+    assert schedule.tick(ctx.sessions, ctx.queue, "alive", lease=60, now=expiry - STEP) == []
+    later = expiry + STEP
+    (second,) = schedule.tick(ctx.sessions, ctx.queue, "alive", lease=60, now=later)
     assert second.token != first.token
     # The first run's worker comes back: it has lost its lease and must stop.
-    assert not schedule.renew(ctx.sessions, first, lease=60)
-    assert schedule.renew(ctx.sessions, second, lease=60)
+    assert not schedule.renew(ctx.sessions, first, lease=60, now=later)
+    assert schedule.renew(ctx.sessions, second, lease=60, now=later)
     # A task for a superseded claim does nothing.
-    assert schedule.start(ctx.sessions, first.token, "dead", lease=60) is None
+    assert schedule.start(ctx.sessions, first.token, "dead", lease=60, now=later) is None
     statuses = {r.token: r.status for r in runs(ctx, sid)}
     assert statuses == {first.token: "lost", second.token: "queued"}
 
 
 def test_recovery_closes_expired_runs_and_frees_their_subscriptions(ctx: Context) -> None:
     sid = subscribe(ctx)
-    (claim,) = schedule.tick(ctx.sessions, ctx.queue, "dead", lease=0.2)
-    schedule.start(ctx.sessions, claim.token, "dead", lease=0.2)
-    assert schedule.recover_expired(ctx.sessions) == 0  # still live
-    time.sleep(0.4)
-    assert schedule.recover_expired(ctx.sessions) == 1
+    claimed = utcnow()
+    (claim,) = schedule.tick(ctx.sessions, ctx.queue, "dead", lease=60, now=claimed)
+    schedule.start(ctx.sessions, claim.token, "dead", lease=60, now=claimed)
+    expiry = claimed + timedelta(seconds=60)
+    assert schedule.recover_expired(ctx.sessions, now=expiry - STEP) == 0  # still live
+    assert schedule.recover_expired(ctx.sessions, now=expiry + STEP) == 1
     row = sub(ctx, sid)
     assert row.lease_token is None and row.last_status == "lost"
     assert "stopped renewing" in (row.last_error or "")
     assert [r.status for r in runs(ctx, sid)] == ["lost"]
-    assert len(schedule.tick(ctx.sessions, ctx.queue, "alive", lease=60)) == 1
+    again = schedule.tick(ctx.sessions, ctx.queue, "alive", lease=60, now=expiry + STEP)
+    assert len(again) == 1
 
 
 def test_run_now_claims_a_paused_subscription_once(ctx: Context) -> None:
