@@ -68,11 +68,13 @@ def authenticate(
     *,
     max_failures: int,
     lock_seconds: int,
+    now: datetime | None = None,
 ) -> LoginResult:
-    """Check a login attempt against the throttle and the stored hash; record the outcome."""
+    """Check a login attempt against the throttle and the stored hash; record the outcome.
+    ``now`` (default: the real time) is the time the throttle reads."""
     name = username.strip().lower()[:64]
     keys = [f"user:{name}", f"addr:{client}"[:160]]
-    now = utcnow()
+    now = utcnow() if now is None else now
     rows = [session.get(LoginThrottle, key) or LoginThrottle(key=key, failures=0) for key in keys]
     locks = [as_utc(r.locked_until) for r in rows if r.locked_until]
     active = [lock for lock in locks if lock and lock > now]

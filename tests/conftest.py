@@ -147,7 +147,7 @@ def world(
 ) -> Iterator[AdminWorld]:
     from tests.admin_world import admin_world
 
-    with admin_world(tmp_path, db_url, photos, tiny_embedder, login_lock_seconds=1) as built:
+    with admin_world(tmp_path, db_url, photos, tiny_embedder) as built:
         yield built
 
 

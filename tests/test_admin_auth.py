@@ -4,7 +4,7 @@ every POST, throttled failed logins, Argon2id hashes, ``scenery admin create``."
 from __future__ import annotations
 
 import subprocess
-import time
+from datetime import UTC, datetime, timedelta
 
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -59,17 +59,40 @@ def test_a_post_without_a_valid_csrf_token_is_refused(
     assert response.status_code == 302 and world.status(image_id) == ImageStatus.PUBLISHED
 
 
+class Clock:
+    """A clock that moves only when the test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 def test_five_wrong_passwords_in_a_row_are_throttled(world: AdminWorld) -> None:
+    assert world.ctx.settings.login_lock_seconds == 300  # the default: a five-minute lock
+    clock = Clock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    world.app.config["CLOCK"] = clock
     client = world.app.test_client()
     codes = [log_in(client, ADMIN, "wrong password!") for _ in range(5)]
     assert codes == [401, 401, 401, 401, 429]
     # locked: even the right password is refused until the lock ends
     token = page_token(client, "/admin/login")
     right = {"username": ADMIN, "password": PASSWORD, "csrf_token": token}
-    response = client.post("/admin/login", data=right)
-    assert response.status_code == 429
-    assert "Too many failed logins" in response.get_data(as_text=True)
-    time.sleep(1.2)  # login_lock_seconds=1 in this world
+
+    def refused(minutes: int) -> None:
+        response = client.post("/admin/login", data=right)
+        assert response.status_code == 429
+        page = response.get_data(as_text=True)
+        assert f"Too many failed logins. Try again in about {minutes} min." in page
+
+    refused(5)
+    clock.advance(299)
+    refused(1)
+    clock.advance(2)  # the lock ended a second ago
     assert log_in(client, ADMIN, PASSWORD) == 302
     assert client.get("/admin/").status_code == 200
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
@@ -52,6 +52,7 @@ def _load(session_id: str) -> Admin | None:
 
 def init_auth(app: Flask) -> None:
     secure = app.extensions["scenery"].settings.secure_cookies
+    app.config.setdefault("CLOCK", utcnow)  # what the login throttle reads the time from
     app.config.update(
         SESSION_COOKIE_SECURE=secure,
         REMEMBER_COOKIE_SECURE=secure,
@@ -80,6 +81,7 @@ def login() -> Response | tuple[str, int] | str:
     status = 200
     if form.validate_on_submit():
         settings = context().settings
+        now = current_app.config["CLOCK"]()  # the throttle's time; tests move it by hand
         with transaction(context().sessions) as session:
             result = authenticate(
                 session,
@@ -88,13 +90,14 @@ def login() -> Response | tuple[str, int] | str:
                 request.remote_addr or "unknown",
                 max_failures=settings.login_max_failures,
                 lock_seconds=settings.login_lock_seconds,
+                now=now,
             )
             admin = Admin.of(result.user) if result.user else None
         if admin is not None:
             login_user(admin)
             return redirect(_safe_next(request.args.get("next")))
         if result.locked_until is not None:
-            minutes = max(1, round((result.locked_until - utcnow()).total_seconds() / 60))
+            minutes = max(1, round((result.locked_until - now).total_seconds() / 60))
             flash(f"Too many failed logins. Try again in about {minutes} min.", "error")
             status = 429
         else:
