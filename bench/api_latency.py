@@ -1,15 +1,18 @@
 """End-to-end latency of the JSON API over HTTP, against a real gunicorn server.
 
-Run: ``python bench/api_latency.py [--requests 100] [--model tiny-test]``. Imports the sample
-photos into a temporary SQLite data dir, starts ``scenery serve --prod --workers 1``, and times
-``/api/search`` (text: CLIP text encoding + HNSW + database), ``/api/images/<id>/similar`` and
-``POST /api/search/image`` from a keep-alive client on the same machine.
+Run: ``python bench/api_latency.py [--requests 100] [--model tiny-test] [--quick]``. Imports the
+sample photos into a temporary SQLite data dir, starts ``scenery serve --prod --workers 1``, and
+times ``/api/search`` (text: CLIP text encoding + HNSW + database), ``/api/images/<id>/similar``
+and ``POST /api/search/image`` from a keep-alive client on the same machine. The gallery's size
+is what the server reports (``/api/images``' total). No SCENERY_* variable of the calling shell
+is passed on. ``--quick``: 5 requests per endpoint (10 image searches), a smoke run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -65,56 +68,72 @@ def wait_ready(base: str, timeout: float = 90) -> None:
     raise SystemExit("server did not start")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def measure(client: httpx.Client, n: int) -> dict[str, list[float]]:
+    """Milliseconds of each request, per endpoint."""
+    photo = sorted(PHOTOS.glob("*.jpg"))[0].read_bytes()
+    client.get("/api/search", params={"q": "warm up"}).raise_for_status()
+    ids = [r["id"] for r in client.get("/api/images?per_page=50").json()["images"]]
+    return {
+        "GET /api/search?q=...&k=20": timed(
+            n,
+            lambda i: client.get(
+                "/api/search", params={"q": f"{QUERIES[i % len(QUERIES)]} {i}", "k": 20}
+            ),
+        ),
+        "GET /api/images/<id>/similar": timed(
+            n, lambda i: client.get(f"/api/images/{ids[i % len(ids)]}/similar?k=20")
+        ),
+        "POST /api/search/image": timed(
+            max(n // 4, 10),
+            lambda i: client.post(
+                "/api/search/image", files={"image": ("q.jpg", photo, "image/jpeg")}
+            ),
+        ),
+        "GET /api/images?page=1": timed(n, lambda i: client.get("/api/images")),
+    }
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--model", default="tiny-test")
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 5 requests each")
     args = parser.parse_args()
+    if args.quick:
+        args.requests = 5
+    port = args.port or free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            **os.environ,
-            "SCENERY_DATA_DIR": tmp,
-            "SCENERY_CLIP_MODEL": args.model,
-            "SCENERY_CLIP_PRETRAINED": "none",
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_")}
+        env.update(
+            SCENERY_DATA_DIR=tmp, SCENERY_CLIP_MODEL=args.model, SCENERY_CLIP_PRETRAINED="none"
+        )
         subprocess.run([BIN / "scenery", "import", str(PHOTOS)], env=env, check=True)
         server = subprocess.Popen(
-            [BIN / "scenery", "serve", "--prod", "--workers", "1", "--port", str(args.port)],
+            [BIN / "scenery", "serve", "--prod", "--workers", "1", "--port", str(port)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
-            base = f"http://127.0.0.1:{args.port}"
+            base = f"http://127.0.0.1:{port}"
             wait_ready(base)
-            photo = sorted(PHOTOS.glob("*.jpg"))[0].read_bytes()
             with httpx.Client(base_url=base, timeout=60) as client:
-                client.get("/api/search", params={"q": "warm up"}).raise_for_status()
-                ids = [r["id"] for r in client.get("/api/images?per_page=50").json()["images"]]
-                n = args.requests
-                results = {
-                    "GET /api/search?q=...&k=20": timed(
-                        n,
-                        lambda i: client.get(
-                            "/api/search", params={"q": f"{QUERIES[i % len(QUERIES)]} {i}", "k": 20}
-                        ),
-                    ),
-                    "GET /api/images/<id>/similar": timed(
-                        n, lambda i: client.get(f"/api/images/{ids[i % len(ids)]}/similar?k=20")
-                    ),
-                    "POST /api/search/image": timed(
-                        max(n // 4, 10),
-                        lambda i: client.post(
-                            "/api/search/image", files={"image": ("q.jpg", photo, "image/jpeg")}
-                        ),
-                    ),
-                    "GET /api/images?page=1": timed(n, lambda i: client.get("/api/images")),
-                }
+                results = measure(client, args.requests)
+                gallery = client.get("/api/images").json()["total"]
         finally:
             server.terminate()
             server.wait(timeout=10)
-    print(f"model {args.model}, 15 images, gunicorn 1 worker, keep-alive client, same machine")
+    print(
+        f"model {args.model}, {gallery} images in the gallery, gunicorn 1 worker, "
+        "keep-alive client, same machine"
+    )
     print(f"{'endpoint':32} {'n':>4} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean':>8}")
     for name, times in results.items():
         print(

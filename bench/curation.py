@@ -1,6 +1,7 @@
 """Curation costs: the BIC grid fit on 10,000 references, and scoring time per candidate.
 
-Run: ``python bench/curation.py [--references 10000] [--model ViT-B-32] [--candidates 32]``.
+Run: ``python bench/curation.py [--references 10000] [--model ViT-B-32] [--candidates 32]
+[--quick]``.
 
 1. Fit: PCA to 128 dims and the GaussianMixture grid (components x covariance types) on
    synthetic CLIP-like 512-d embeddings (the generator of bench/search.py: topics of uneven
@@ -8,13 +9,21 @@ Run: ``python bench/curation.py [--references 10000] [--model ViT-B-32] [--candi
 2. Scoring: per candidate, for each filter: gallery fit (GMM), watermark (four quadrant
    embeddings + the classifier; the whole-image embedding is the pipeline's own), NudeNet, CLIP
    zero-shot NSFW; against the base cost every candidate pays anyway (decode, thumbnail, hash,
-   whole-image embedding). Each filter's share of the total per-candidate time is printed.
-   The model has random weights (no download); costs do not depend on the weights.
+   whole-image embedding). Each filter is called the way the ingest pipeline calls it: built
+   as ``scenery.curation.chain`` builds it, then ``prepare_filters`` on the whole batch (NudeNet
+   and CLIP NSFW score a batch at once there) and ``run_filters`` on each candidate; every timed
+   round is a batch of candidates the filter has not seen (the NSFW filter caches its scores).
+   Each filter's share of the total per-candidate time is printed. The model has random
+   weights (no download); costs do not depend on the weights.
+
+``--quick``: 300 references, 4 candidates, the tiny model, a smoke run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import sys
 import tempfile
 import time
@@ -24,13 +33,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
+from PIL import Image as PILImage
 
 from bench._photos import photo_variants
 from bench.search import image_like, make_world
 from scenery.config import GRID_THUMB, Settings
 from scenery.curation.gallery_fit import GalleryFit, fit_gallery
-from scenery.curation.nsfw import ClipNsfwScorer, NudeNetScorer
-from scenery.curation.verdicts import Facts
+from scenery.curation.nsfw import NsfwFilter
+from scenery.curation.verdicts import Facts, Filter, prepare_filters, run_filters
 from scenery.curation.watermark import (
     DETAIL,
     WatermarkFilter,
@@ -66,6 +76,22 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
+def as_pipeline(f: Filter, facts: list[Facts]) -> Callable[[], object]:
+    """One batch through ``f`` the way the pipeline runs it: ``prepare_filters`` on the batch,
+    then ``run_filters`` on each candidate. Every call hands over the batch under content
+    hashes the filter has not seen, as each new batch of an ingest run is."""
+    rounds = itertools.count()
+
+    def call() -> None:
+        tag = next(rounds)
+        batch = [dataclasses.replace(x, sha256=f"{tag}:{x.sha256}") for x in facts]
+        prepare_filters([f], batch)
+        for x in batch:
+            run_filters([f], x)
+
+    return call
+
+
 def bench_scoring(model: str, n: int, root: Path) -> None:
     files = photo_variants(root / "photos", n)
     embedder = OpenClipEmbedder(model, "none", batch_size=32)
@@ -80,31 +106,18 @@ def bench_scoring(model: str, n: int, root: Path) -> None:
             perceptual_hashes(small)
         embedder.encode_images(smalls)
 
-    decoded = [decode(d, settings.max_image_pixels, edge=1024).image for d in datas]
+    # The pipeline decodes at the watermark detector's edge when that filter runs.
+    decoded = [decode(d, settings.max_image_pixels, edge=DETAIL).image for d in datas]
     smalls = [thumbnail(image, GRID_THUMB) for image in decoded]
     vectors = embedder.encode_images(smalls)
     facts = [
         Facts(str(i), 1, 1, "0" * 64, "0" * 64, v, s, detail_view(d))
         for i, (v, s, d) in enumerate(zip(vectors, smalls, decoded, strict=True))
     ]
-    references = image_like(
-        make_world(embedder.dim, np.random.default_rng(1)), 2000, np.random.default_rng(2)
-    )
-    gallery = GalleryFit(fit_gallery(references, embedder.name, max_components=8).model)
-    watermark = WatermarkFilter(
-        train_watermark(embedder, decoded[: min(16, n)], variants_per_image=1).model,
-        embedder,
-        0.85,
-        0.5,
-    )
-    nudenet, clip_nsfw = NudeNetScorer(), ClipNsfwScorer(embedder)
-    costs = {
-        "base (decode, thumb, hash, embed)": timed(base, 1) / n,
-        "gallery fit (GMM)": timed(lambda: [gallery.check(f) for f in facts], 1) / n,
-        "watermark (4 embeddings + clf)": timed(lambda: watermark.prepare(facts), 1) / n,
-        "NudeNet": timed(lambda: [nudenet.score(s) for s in smalls], 1) / n,
-        "CLIP zero-shot NSFW": timed(lambda: clip_nsfw.probability(vectors), 3) / n,
-    }
+    filters = model_filters(embedder, decoded, settings)
+    costs = {"base (decode, thumb, hash, embed)": timed(base, 1) / n}
+    for stage, (f, repeat) in filters.items():
+        costs[stage] = timed(as_pipeline(f, facts), repeat) / n
     total = sum(costs.values())
     print(f"\n== per-candidate scoring, {model} ({embedder.dim}-d), batches of {n}")
     print(f"{'stage':36} {'ms/candidate':>12} {'share':>7}")
@@ -113,13 +126,44 @@ def bench_scoring(model: str, n: int, root: Path) -> None:
     print(f"{'total':36} {total * 1000:12.2f}")
 
 
+def model_filters(
+    embedder: OpenClipEmbedder, decoded: list[PILImage.Image], settings: Settings
+) -> dict[str, tuple[Filter, int]]:
+    """Each model filter as ``scenery.curation.chain.model_filters`` builds it from settings
+    (the NSFW filter once per signal), with how many batches a timed round runs."""
+    references = image_like(
+        make_world(embedder.dim, np.random.default_rng(1)), 2000, np.random.default_rng(2)
+    )
+    gallery = fit_gallery(references, embedder.name, max_components=8).model
+    watermark = train_watermark(embedder, decoded[:16], variants_per_image=1).model
+    nudenet = NsfwFilter.from_settings(settings.model_copy(update={"nsfw_clip": False}), embedder)
+    clip = NsfwFilter.from_settings(settings.model_copy(update={"nsfw_nudenet": False}), embedder)
+    assert nudenet is not None and clip is not None
+    return {
+        "gallery fit (GMM)": (GalleryFit(gallery, len(references), settings.gmm_min_reference), 1),
+        "watermark (4 embeddings + clf)": (
+            WatermarkFilter(
+                watermark, embedder, settings.watermark_threshold, settings.watermark_borderline
+            ),
+            1,
+        ),
+        "NudeNet (batched)": (nudenet, 1),
+        "CLIP zero-shot NSFW": (clip, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--references", type=int, default=10_000)
     parser.add_argument("--model", action="append")
     parser.add_argument("--candidates", type=int, default=32)
     parser.add_argument("--skip-fit", action="store_true")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 300 references, 4 candidates, tiny model"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.references, args.candidates, args.model = 300, 4, ["tiny-test"]
     if not args.skip_fit:
         bench_fit(args.references)
     with tempfile.TemporaryDirectory() as tmp:

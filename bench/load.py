@@ -2,10 +2,11 @@
 over a SQLite gallery of 10,000 published images, while a worker ingests from a fake Reddit.
 
 Run: ``python bench/load.py [--images 10000] [--users 10,25,50] [--duration 45]
-[--feed-per-minute 30] [--no-ingest] [--data-dir DIR]``. About 7-9 minutes with the defaults
-on 2 cores, a third of it building the gallery; ``--data-dir`` keeps the gallery (and the logs)
-for the next run, which then skips the build. ``--no-ingest`` runs no worker: the server alone,
-a baseline to compare with.
+[--feed-per-minute 30] [--no-ingest] [--data-dir DIR] [--quick]``. About 7-9 minutes with the
+defaults on 2 cores, a third of it building the gallery; ``--data-dir`` keeps the gallery (and
+the logs) for the next run, which then skips the build. ``--no-ingest`` runs no worker: the
+server alone, a baseline to compare with. ``--quick``: 100 images, one level of 3 users for
+10 s, a smoke run.
 
 - The gallery: ``bench/_load_data.py`` (real files and rows; crops of the sample photos, and
   embeddings that are random unit vectors near the tiny model's, not the images' own), then
@@ -278,6 +279,7 @@ def run(args: argparse.Namespace, stack: ExitStack) -> list[Level]:
         env_for_worker = worker_env(env, feeder.fake, root)
         worker = stack.enter_context(started(command, env_for_worker, root / "worker.log"))
     warm_up(base, json.loads((root / "targets.json").read_text())["ids"][0])
+    posted_first = feeder.count
     if worker is not None:
         feeder.start()
     levels = []
@@ -292,7 +294,8 @@ def run(args: argparse.Namespace, stack: ExitStack) -> list[Level]:
         print_level(levels[-1])
     feeder.stop()
     if worker is not None:
-        print(f"\nposts on the fake subreddit: {feeder.count} (30 before the first level)")
+        before = f"{posted_first} before the first level"
+        print(f"\nposts on the fake subreddit: {feeder.count} ({before})")
     scan_logs(root)
     return levels
 
@@ -332,7 +335,10 @@ def main() -> None:
     )
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--data-dir", type=Path, help="keep the gallery and logs here (reused)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 100 images, 3 users, 10 s")
     args = parser.parse_args()
+    if args.quick:
+        args.images, args.users, args.duration = 100, [3], 10
     signal.signal(signal.SIGTERM, _interrupt)  # stop the children on SIGTERM too
     try:
         with ExitStack() as stack:

@@ -1,0 +1,204 @@
+"""Every benchmark in bench/ runs in its --quick mode and prints the figures it measured.
+
+Each script runs as ``make bench`` runs it, as a subprocess from the repository root; no
+SCENERY_* variable of the calling shell reaches it. A figure counts only as a number on the
+line that names it; where a script prints a figure and what it was computed from, the two
+must agree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import CHROMIUM, PG_URL, PHOTOS, REPO
+
+NUM = r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)"
+TIMEOUT = 240  # seconds a quick run may take on a busy 2-core machine
+
+
+def run_quick(script: str, *extra: str) -> str:
+    """Run ``bench/<script>.py --quick``; its standard output, after asserting it exited 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_")}
+    done = subprocess.run(
+        [sys.executable, f"bench/{script}.py", "--quick", *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}:\n{done.stdout}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def figures(output: str, pattern: str) -> list[float]:
+    """The numbers of the first line matching ``pattern`` (NUM marks each one)."""
+    found = re.search(pattern, output, re.MULTILINE)
+    assert found, f"no line matches {pattern!r} in:\n{output}"
+    return [float(group.replace(",", "")) for group in found.groups()]
+
+
+def rows(output: str, names: list[str], columns: int) -> dict[str, list[float]]:
+    """Table rows by their first column: ``columns`` numbers after each name."""
+    numbers = r"\s+".join([NUM] * columns)
+    return {name: figures(output, rf"^\s*{re.escape(name)}\s+{numbers}") for name in names}
+
+
+def sample_photos() -> int:
+    return len(list(PHOTOS.glob("*.jpg")))
+
+
+@pytest.mark.slow
+def test_search_quick_reports_build_and_every_ef() -> None:
+    out = run_quick("search")
+    seconds, rate, _rss, disk, raw = figures(
+        out,
+        rf"build: {NUM} s \({NUM} vectors/s\), RSS \+{NUM} MiB, saved index {NUM} MiB "
+        rf"\(raw float32 vectors {NUM} MiB\)",
+    )
+    assert seconds > 0 and rate > 0 and disk > 0 and raw > 0
+    assert figures(out, rf"exact numpy search, one query: p50 {NUM} ms")[0] > 0
+    table = re.findall(rf"^\s+(\d+)\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}x", out, re.MULTILINE)
+    assert len(table) == 2 * 7, out  # both query kinds, every ef
+    for _ef, p50, p99, recall, speedup in table:
+        assert 0 < float(p50) <= float(p99) and 0 <= float(recall) <= 1 and float(speedup) > 0
+
+
+STEPS = [
+    "read + sha256",
+    "decode (draft, grid edge)",
+    "grid thumbnail",
+    "perceptual hashes",
+    "encode grid JPEG",
+    "embed (batched)",
+    "write original",
+    "write grid JPEG",
+]
+
+
+@pytest.mark.slow
+def test_import_speed_quick_times_the_importer_and_its_steps() -> None:
+    out = run_quick("import_speed")
+    steps = rows(out, STEPS, 1)
+    assert all(ms >= 0 for (ms,) in steps.values())
+    assert figures(out, rf"^sum of steps\s+{NUM}")[0] == pytest.approx(
+        sum(ms for (ms,) in steps.values()), abs=0.01 * len(STEPS)
+    )
+    pipeline = figures(out, rf"import pipeline \(end to end\):\s+{NUM} images/s")[0]
+    alone = figures(out, rf"embedding alone:\s+{NUM} images/s")[0]
+    assert 1000 / steps["embed (batched)"][0] == pytest.approx(alone, rel=0.02, abs=0.1)
+    ratio = figures(out, rf"ratio pipeline / embedding:\s+{NUM}")[0]
+    assert ratio == pytest.approx(pipeline / alone, abs=0.01 + 0.06 / alone)
+    assert figures(out, rf"page thumbnail, first view:\s+{NUM} ms")[0] > 0
+
+
+@pytest.mark.slow
+def test_api_latency_quick_reports_the_gallery_it_served() -> None:
+    out = run_quick("api_latency")
+    assert figures(out, rf"model tiny-test, {NUM} images in the gallery")[0] == sample_photos()
+    endpoints = [
+        "GET /api/search?q=...&k=20",
+        "GET /api/images/<id>/similar",
+        "POST /api/search/image",
+        "GET /api/images?page=1",
+    ]
+    for name, (n, p50, p90, p99, mean) in rows(out, endpoints, 5).items():
+        assert n == (10 if name.startswith("POST") else 5)
+        assert 0 < p50 <= p90 <= p99 and mean > 0
+
+
+@pytest.mark.slow
+def test_ingest_quick_decides_every_photo_and_reports_its_fastest_run() -> None:
+    out = run_quick("ingest")
+    decided, published, seconds = figures(
+        out, rf"== tiny-test \(64-d\): {NUM} images decided \({NUM} published\) in {NUM} s"
+    )
+    assert decided == 6 and 0 <= published <= decided and seconds > 0
+    rate = figures(out, rf"pipeline throughput:\s+{NUM} images/s")[0]
+    assert decided / (seconds + 0.05) <= rate <= decided / max(seconds - 0.05, 1e-9)  # to 0.1 s
+    alone = figures(out, rf"embedding alone:\s+{NUM} images/s")[0]
+    ratio = figures(out, rf"ratio pipeline/embed:\s+{NUM}")[0]
+    assert ratio == pytest.approx(rate / alone, abs=0.01 + 0.06 / alone)
+    pipeline_cpu, alone_cpu = figures(
+        out, rf"CPU per image: pipeline {NUM} ms, embedding alone {NUM} ms"
+    )
+    assert pipeline_cpu >= 0 and alone_cpu >= 0
+
+
+@pytest.mark.slow
+def test_curation_quick_times_each_filter_as_the_pipeline_calls_it() -> None:
+    out = run_quick("curation")
+    assert figures(out, rf"fits tried:\s+{NUM}")[0] >= 1
+    assert figures(out, rf"fit time:\s+{NUM} s")[0] > 0
+    stages = rows(
+        out,
+        [
+            "base (decode, thumb, hash, embed)",
+            "gallery fit (GMM)",
+            "watermark (4 embeddings + clf)",
+            "NudeNet (batched)",
+            "CLIP zero-shot NSFW",
+        ],
+        2,
+    )
+    total = figures(out, rf"^total\s+{NUM}")[0]
+    assert total == pytest.approx(sum(ms for ms, _ in stages.values()), abs=0.05)
+    assert stages["NudeNet (batched)"][0] > 0 and stages["base (decode, thumb, hash, embed)"][0] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_review_session_quick_counts_the_keys_it_pressed() -> None:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: apt-get install chromium (.ci/run does)")
+    out = run_quick("review_session")
+    queued, decided, left = figures(
+        out, rf"review session: {NUM} queued images, {NUM} decided, {NUM} left in the queue"
+    )
+    assert queued == 4 and decided == 4 and left == 0
+    published, rejected = figures(out, rf"decisions:\s+published {NUM}, rejected {NUM}")
+    assert published + rejected == decided
+    keys, per_hundred = figures(out, rf"decision keys:\s+{NUM}\s+\({NUM} per 100 decisions\)")
+    assert keys == decided and per_hundred == 100
+    clicks, typed = figures(out, rf"login: {NUM} click, {NUM} keys typed")
+    assert clicks == 1 and typed == len("owner") + len("bench password")
+    assert figures(out, rf"page loads:\s+{NUM} in all")[0] >= 2
+    seconds, per_decision = figures(out, rf"time deciding:\s+{NUM} s, {NUM} ms per decision")
+    assert per_decision == pytest.approx(seconds / decided * 1000, abs=0.05 / decided * 1000 + 1)
+
+
+@pytest.mark.slow
+def test_task_queue_quick_measures_both_queues_and_both_databases() -> None:
+    out = run_quick("task_queue", "--pg-url", PG_URL)
+    for queue in ("sqlite", "redis"):
+        busy = figures(out, rf"^{queue}\s+busy \(20 ms gaps\)\s+" + r"\s+".join([NUM] * 7))
+        idle = figures(out, rf"^{queue}\s+after 1\.5 s idle\s+" + r"\s+".join([NUM] * 7))
+        assert busy[0] == 10 and idle[0] == 2
+        for _n, enqueue_p50, enqueue_p99, p50, p90, p99, top in (busy, idle):
+            assert 0 <= enqueue_p50 <= enqueue_p99 and 0 <= p50 <= p90 <= p99 <= top
+    claims = rows(out, ["sqlite", "postgresql"], 6)
+    for tick, low, high, enqueue, each, idle_ms in claims.values():
+        assert low <= tick <= high and 0 <= enqueue <= tick and each >= 0 and idle_ms > 0
+        # one tick, so its own enqueueing; both printed to the millisecond
+        assert each == pytest.approx((tick - enqueue) / 50 * 1000, abs=0.03)
+
+
+@pytest.mark.slow
+def test_load_quick_runs_one_level_against_a_real_server() -> None:
+    out = run_quick("load")
+    assert figures(out, rf"built {NUM} gallery images")[0] == 100
+    users, seconds, rate, _errors = figures(
+        out, rf"^{NUM} users, {NUM} s: {NUM} requests/s, {NUM} errors"
+    )
+    assert users == 3 and seconds > 0 and rate > 0
+    n, per_second, p50, p95, p99, top, _ = figures(out, r"^\s+all\s+" + r"\s+".join([NUM] * 7))
+    assert n > 0 and per_second == pytest.approx(rate, abs=0.1)
+    assert p50 <= p95 <= p99 <= top
+    posts, before = figures(out, rf"posts on the fake subreddit: {NUM} \({NUM} before")
+    assert before == sample_photos() + 15 and posts >= before
