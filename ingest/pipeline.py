@@ -205,6 +205,8 @@ class Ingest:
         for duplicate in known:
             self._record_duplicate(duplicate)
         self.progress("candidates-total", len(jobs))
+        if jobs:
+            self.ctx.embedder.load()  # a model that cannot load stops the run before any file
         filters = self._filters(bank)
         self._detail = any(f.name == "watermark" for f in filters)
         # The model runs on its own thread: while it embeds one batch, this thread stores the

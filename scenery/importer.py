@@ -71,6 +71,8 @@ class Importer:
     def run(self, files: Sequence[Path]) -> ImportReport:
         """Import the given files; bad files are reported, never fatal."""
         report = ImportReport()
+        if files:
+            self.ctx.embedder.load()  # a model that cannot load stops the run before any file
         seen: set[str] = set()
         dup_shas: list[tuple[Path, str]] = []
         batch_size = self.ctx.settings.clip_batch_size

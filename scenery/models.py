@@ -210,8 +210,8 @@ class Candidate(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # The admin's later decision ("approved" or "rejected"), with the label a rejection gives:
-    # what the models learn from and what their agreement is measured against.
+    # The admin's later decision ("approved", "rejected" or "unpublished"), with the label a
+    # rejection gives: what the models learn from and what their agreement is measured against.
     review: Mapped[str | None] = mapped_column(String(16))
     review_reason: Mapped[str | None] = mapped_column(String(64))
     reviewed_by: Mapped[str | None] = mapped_column(String(64))

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from flask.testing import FlaskClient
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from scenery.context import Context
 from scenery.importer import Importer
+from scenery.models import Image
 from tests.fakes.embedders import solid
 
 PALETTE = {
@@ -32,6 +37,38 @@ def import_colours(
     report = Importer(ctx).run(files)
     assert not report.failed, report.failed
     return {path.stem: image_id for path, image_id in report.imported}
+
+
+@contextmanager
+def failing_commit(
+    ctx: Context, error: Callable[[], Exception], nth: int = 1
+) -> Iterator[list[int]]:
+    """Make the ``nth`` commit that writes image rows (new or changed) raise ``error()``, as a
+    database failing at COMMIT would; yield the ids of the images it held."""
+    lost: list[int] = []
+    seen = [0]
+
+    def after_flush(session: Session, _context: object) -> None:
+        added = [o for o in (*session.new, *session.dirty) if isinstance(o, Image)]
+        session.info.setdefault("images", []).extend(added)
+
+    def before_commit(session: Session) -> None:
+        session.flush()  # what commit would flush next, so that after_flush sees it
+        images = session.info.pop("images", [])
+        if not images:
+            return
+        seen[0] += 1
+        if seen[0] == nth:
+            lost.extend(image.id for image in images)
+            raise error()
+
+    event.listen(ctx.sessions, "after_flush", after_flush)
+    event.listen(ctx.sessions, "before_commit", before_commit)
+    try:
+        yield lost
+    finally:
+        event.remove(ctx.sessions, "after_flush", after_flush)
+        event.remove(ctx.sessions, "before_commit", before_commit)
 
 
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')

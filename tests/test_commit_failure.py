@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
 
 from ingest.runner import run_ingest
 from scenery.config import Settings
@@ -29,42 +27,12 @@ from scenery.models import Image, ImageStatus
 from scenery.storage import ORPHAN_GRACE_SECONDS
 from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
+from tests.helpers import failing_commit
 
 FAILURES: dict[str, Callable[[], Exception]] = {
     "locked": lambda: OperationalError("COMMIT", {}, Exception("database is locked")),
     "duplicate": lambda: IntegrityError("COMMIT", {}, Exception("duplicate key value")),
 }
-
-
-@contextmanager
-def failing_commit(
-    ctx: Context, error: Callable[[], Exception], nth: int = 1
-) -> Iterator[list[int]]:
-    """Make the ``nth`` commit that stores image rows raise ``error()``; yield the ids of the
-    images that commit held (they must be nowhere afterwards)."""
-    lost: list[int] = []
-    seen = [0]
-
-    def after_flush(session: Session, _context: object) -> None:
-        added = [o for o in session.new if isinstance(o, Image)]
-        session.info.setdefault("images", []).extend(added)
-
-    def before_commit(session: Session) -> None:
-        images = session.info.pop("images", [])
-        if not images:
-            return
-        seen[0] += 1
-        if seen[0] == nth:
-            lost.extend(image.id for image in images)
-            raise error()
-
-    event.listen(ctx.sessions, "after_flush", after_flush)
-    event.listen(ctx.sessions, "before_commit", before_commit)
-    try:
-        yield lost
-    finally:
-        event.remove(ctx.sessions, "after_flush", after_flush)
-        event.remove(ctx.sessions, "before_commit", before_commit)
 
 
 def published_ids(ctx: Context) -> set[int]:

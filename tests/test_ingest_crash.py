@@ -17,6 +17,7 @@ from scenery.doctor import examine
 from scenery.embed import OpenClipEmbedder
 from scenery.models import Candidate, CandidateState, ImageStatus
 from scenery.models import Image as ImageRow
+from scenery.storage import ORPHAN_GRACE_SECONDS
 from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
 
@@ -128,6 +129,8 @@ def test_doctor_reports_and_repairs_inconsistencies(
     orphan = settings.images_dir / "ab" / "cd" / ("ab" * 32 + ".jpg")
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"x")
+    old = time.time() - ORPHAN_GRACE_SECONDS - 1  # young files may be about to get their row
+    os.utime(orphan, (old, old))
     with transaction(ctx.sessions) as session:
         lost = session.get(ImageRow, ids[0])
         assert lost is not None

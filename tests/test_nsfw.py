@@ -140,6 +140,9 @@ class AxisEmbedder:
         self.nsfw = set(nsfw)
         self.text_calls = 0
 
+    def load(self) -> None:
+        pass  # nothing to load
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         raise AssertionError("the CLIP signal must reuse the pipeline's image vectors")
 

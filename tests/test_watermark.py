@@ -58,6 +58,9 @@ class CountingEmbedder:
         self.dim = inner.dim
         self.calls: list[list[Image.Image]] = []
 
+    def load(self) -> None:
+        self.inner.load()
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         self.calls.append(list(images))
         return self.inner.encode_images(images)

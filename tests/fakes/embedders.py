@@ -27,6 +27,9 @@ class ColourEmbedder:
     def __init__(self) -> None:
         self.image_calls = 0
 
+    def load(self) -> None:
+        pass  # nothing to load
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         self.image_calls += 1
         rows = [np.asarray(img.convert("RGB"), np.float32).reshape(-1, 3).mean(0) for img in images]
