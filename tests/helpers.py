@@ -41,15 +41,15 @@ def import_colours(
 
 @contextmanager
 def failing_commit(
-    ctx: Context, error: Callable[[], Exception], nth: int = 1
+    ctx: Context, error: Callable[[], Exception], nth: int = 1, watch: type = Image
 ) -> Iterator[list[int]]:
-    """Make the ``nth`` commit that writes image rows (new or changed) raise ``error()``, as a
-    database failing at COMMIT would; yield the ids of the images it held."""
+    """Make the ``nth`` commit that writes ``watch`` rows (new or changed) raise ``error()``,
+    as a database failing at COMMIT would; yield the ids of the rows it held."""
     lost: list[int] = []
     seen = [0]
 
     def after_flush(session: Session, _context: object) -> None:
-        added = [o for o in (*session.new, *session.dirty) if isinstance(o, Image)]
+        added = [o for o in (*session.new, *session.dirty) if isinstance(o, watch)]
         session.info.setdefault("images", []).extend(added)
 
     def before_commit(session: Session) -> None:

@@ -24,6 +24,7 @@ from scenery.doctor import examine, repair
 from scenery.embed import OpenClipEmbedder
 from scenery.importer import Importer, discover
 from scenery.models import Image, ImageStatus
+from scenery.models import Post as PostRow
 from scenery.storage import ORPHAN_GRACE_SECONDS
 from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
@@ -136,3 +137,39 @@ def test_a_failed_import_commit_leaves_nothing_behind(
 def _images(ctx: Context) -> list[Image]:
     with ctx.sessions() as session:
         return list(session.scalars(select(Image)))
+
+
+def test_an_import_batch_refused_as_a_duplicate_falls_back_to_one_row_at_a_time(
+    settings: Settings, photo_dir: Path, tiny_embedder: OpenClipEmbedder
+) -> None:
+    """Another process storing one of the batch's files makes the batch's commit fail on the
+    unique hash; the importer then stores the rows one by one and loses none."""
+    ctx = Context(settings.model_copy(update={"clip_batch_size": 3}), embedder=tiny_embedder)
+    ctx.migrate()
+    files = discover([photo_dir])[:3]
+    with failing_commit(ctx, FAILURES["duplicate"]) as lost:
+        report = Importer(ctx).run(files)
+    assert len(lost) == 3  # the whole batch was refused once
+    assert sorted(p for p, _ in report.imported) == sorted(files) and not report.duplicates
+    assert len(image_ids(ctx)) == 3
+    assert_agree(ctx, tiny_embedder)
+    ctx.close()
+
+
+def test_posts_refused_as_duplicates_are_recorded_on_the_next_try(
+    tmp_path: Path, db_url: str, photos: list[Path], tiny_embedder: OpenClipEmbedder
+) -> None:
+    """A concurrent run of another feed recording the same post makes the commit of the posts
+    fail on the unique fullname; the run records them again and goes on."""
+    fake = FakeReddit()
+    with fake.running():
+        settings = fake.settings(tmp_path, database_url=db_url, nsfw_nudenet=False)
+        ctx = Context(settings, embedder=tiny_embedder)
+        ctx.migrate()
+        url = fake.add_photo("/img/p0.jpg", photos[0])
+        fake.add_posts("EarthPorn", [make_post("p0", url=url)])
+        with failing_commit(ctx, FAILURES["duplicate"], watch=PostRow) as lost:
+            summary = run_ingest(ctx, ["EarthPorn"], limit=50)
+        assert len(lost) == 1 and summary.images_found == 1
+        assert len(image_ids(ctx)) == 1
+        ctx.close()
