@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench demo clean
+.PHONY: run test lint bench bench-quick demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,17 @@ bench: $(STAMP)
 	$(BIN)/python bench/review_session.py
 	$(BIN)/python bench/task_queue.py
 	$(BIN)/python bench/load.py
+
+# Every benchmark at tiny sizes (what tests/test_bench.py runs): a smoke run, not figures to quote.
+bench-quick: $(STAMP)
+	$(BIN)/python bench/search.py --quick
+	$(BIN)/python bench/import_speed.py --quick
+	$(BIN)/python bench/api_latency.py --quick
+	$(BIN)/python bench/ingest.py --quick
+	$(BIN)/python bench/curation.py --quick
+	$(BIN)/python bench/review_session.py --quick
+	$(BIN)/python bench/task_queue.py --quick
+	$(BIN)/python bench/load.py --quick
 
 # Import the sample photos with the offline tiny model (no weights to download).
 demo: $(STAMP)
