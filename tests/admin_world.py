@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image, ImageOps
 from sqlalchemy import select
+from werkzeug.test import TestResponse
 
 from ingest.runner import run_ingest
 from ingest.summary import IngestSummary
@@ -26,9 +29,10 @@ from scenery.models import Candidate, ImageStatus
 from scenery.models import Image as ImageRow
 from scenery.models import Post as PostRow
 from scenery.review import review_queue
-from tests.fakes.reddit import FakeReddit
+from tests.fakes.reddit import FakeReddit, Fault
 from tests.fakes.reddit_posts import make_post
 from tests.helpers import csrf_token
+from tests.live import wait_for
 from web import create_app
 
 ADMIN, PASSWORD = "owner", "correct horse battery"
@@ -137,3 +141,28 @@ def stat(page: str, name: str) -> str:
 def queued_ids(world: AdminWorld) -> list[int]:
     with world.ctx.sessions() as session:
         return [item.image.id for item in review_queue(session)]
+
+
+def hold_listings(fake: FakeReddit, subreddit: str) -> Fault:
+    """Hold every listing request for ``subreddit`` (public or OAuth) until released."""
+    return fake.hold(f"*/r/{subreddit}/*", times=None)
+
+
+def post_before(
+    client: FlaskClient,
+    path: str,
+    data: dict[str, str],
+    arrived: threading.Event,
+    release: threading.Event,
+) -> TestResponse:
+    """POST from another thread and return the response, which must come back before
+    ``arrived`` is set: a view that did the held work itself would wait on ``release``.
+    ``release`` is set on the way out, so such a view ends and the test fails at once."""
+    with ThreadPoolExecutor(1) as pool:
+        posted = pool.submit(client.post, path, data=data)
+        try:
+            wait_for(lambda: posted.done() or arrived.is_set(), 60, f"POST {path}", step=0.01)
+            assert not arrived.is_set(), f"POST {path} did the held work itself"
+            return posted.result()
+        finally:
+            release.set()

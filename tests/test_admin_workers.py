@@ -5,7 +5,7 @@ process."""
 from __future__ import annotations
 
 import re
-import time
+import threading
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -14,17 +14,19 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
+from ingest.jobs import ingest_handlers
 from ingest.summary import IngestSummary, summary_json
 from scenery import schedule
 from scenery.config import Settings
 from scenery.curation import gallery_training, watermark
 from scenery.curation.artifacts import kind_dir, latest_meta
 from scenery.db import transaction
-from scenery.errors import QueueUnavailable
+from scenery.errors import CurationError, QueueUnavailable
 from scenery.models import IngestRun, Subscription, Worker, utcnow
 from scenery.queue import Job, TaskQueue
+from scenery.worker import Worker as WorkerProcess
 from scenery.workers import beat, record_failure, register
-from tests.admin_world import AdminWorld, page_token, stat
+from tests.admin_world import AdminWorld, hold_listings, page_token, post_before, stat
 from tests.helpers import subscribe
 
 # Page rendering and the queue do not depend on the database: those tests run on SQLite only;
@@ -59,6 +61,16 @@ def runs_of(world: AdminWorld, sid: int) -> list[IngestRun]:
 def waiting(world: AdminWorld) -> list[tuple[str, tuple[Any, ...]]]:
     """The queue's waiting tasks, read without taking them."""
     return [(task.name, tuple(task.args)) for task in world.ctx.queue.huey.pending()]
+
+
+def work_off_one_task(world: AdminWorld) -> None:
+    """Take the next waiting task and run it here as a worker's thread would (its handlers,
+    its signals), without starting a consumer."""
+    WorkerProcess(world.ctx, threads=1, scheduler=False, extra=ingest_handlers)
+    huey = world.ctx.queue.huey
+    task = huey.dequeue()
+    assert task is not None, "no task waiting"
+    huey.execute(task)
 
 
 def article(page: str, sid: int) -> str:
@@ -116,11 +128,11 @@ def test_dashboard_shows_task_failures_escaped(world: AdminWorld, admin: FlaskCl
 @SQLITE_ONLY
 def test_dashboard_counts_the_tasks_waiting(world: AdminWorld, admin: FlaskClient) -> None:
     queue = world.ctx.queue
-    assert stat(admin.get("/admin/").get_data(as_text=True), "stat-tasks") == str(queue.pending())
-    before = queue.pending()
+    queue.flush()
+    assert stat(admin.get("/admin/").get_data(as_text=True), "stat-tasks") == "0"
     queue.enqueue(Job.REFIT)
     queue.enqueue(Job.REFIT)
-    assert stat(admin.get("/admin/").get_data(as_text=True), "stat-tasks") == str(before + 2)
+    assert stat(admin.get("/admin/").get_data(as_text=True), "stat-tasks") == "2"
 
 
 @SQLITE_ONLY
@@ -144,19 +156,32 @@ def test_dashboard_renders_when_the_queue_is_unreachable(
 def test_train_button_enqueues_one_training_and_trains_nothing_here(
     world: AdminWorld, admin: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    trained: list[object] = []
-    for module in (watermark, gallery_training):  # any training in this process lands here
-        monkeypatch.setattr(module, "train_watermark", lambda *a, **k: trained.append(a))
+    # Any training in this process lands in a stand-in that holds until released.
+    arrived, release = threading.Event(), threading.Event()
+    trainings: list[object] = []
+
+    def hold(*args: object, **_kwargs: object) -> None:
+        trainings.append(args)
+        arrived.set()
+        release.wait(60)
+        raise CurationError("the stand-in trainer trains nothing")
+
+    monkeypatch.setattr(watermark, "train_watermark", hold)
+    monkeypatch.setattr(gallery_training, "train_watermark", hold)
+    monkeypatch.setattr(gallery_training, "train_gallery_watermark", hold)
     world.ctx.queue.flush()
     token = page_token(admin, "/admin/")
-    started = time.monotonic()
-    response = admin.post("/admin/train/watermark", data={"csrf_token": token})
-    assert response.status_code == 302 and time.monotonic() - started < 5
+    form = {"csrf_token": token}
+    response = post_before(admin, "/admin/train/watermark", form, arrived, release)
+    assert response.status_code == 302
     assert waiting(world) == [(Job.TRAIN_WATERMARK.value, ())]
-    assert trained == [] and latest_meta(world.ctx.settings, "watermark") is None
+    assert trainings == [] and latest_meta(world.ctx.settings, "watermark") is None
     assert not kind_dir(world.ctx.settings, "watermark").exists()
     page = admin.get(response.headers["Location"]).get_data(as_text=True)
     assert "Queued: a worker trains the detector." in page
+    # The stand-in is where a training goes: the worker that takes the task reaches it, once.
+    work_off_one_task(world)
+    assert trainings == [(world.ctx,)] and waiting(world) == []
 
 
 @SQLITE_ONLY
@@ -194,11 +219,15 @@ def test_run_now_queues_a_claimed_run_once_and_runs_nothing_here(
     world: AdminWorld, admin: FlaskClient
 ) -> None:
     sid = subscribe(world.ctx, "Fresh")
+    world.fake.add_posts("Fresh", [])
     world.ctx.queue.flush()
     token = page_token(admin, "/admin/subscriptions")
-    started = time.monotonic()
-    response = admin.post(f"/admin/subscriptions/{sid}/run", data={"csrf_token": token})
-    assert response.status_code == 302 and time.monotonic() - started < 5
+    # Reddit holds the listing: a request that ran the ingest itself would wait on it.
+    listing = hold_listings(world.fake, "Fresh")
+    assert listing.release is not None
+    run_path, form = f"/admin/subscriptions/{sid}/run", {"csrf_token": token}
+    response = post_before(admin, run_path, form, listing.arrived, listing.release)
+    assert response.status_code == 302
     [run] = runs_of(world, sid)
     assert (run.status, run.owner, run.started_at) == ("queued", "web:owner", None)
     assert waiting(world) == [(Job.INGEST.value, (sid, run.token))]
@@ -218,6 +247,15 @@ def test_run_now_queues_a_claimed_run_once_and_runs_nothing_here(
     )
     assert "already under way" in again.get_data(as_text=True)
     assert len(waiting(world)) == 1 and len(runs_of(world, sid)) == 1
+
+    # The worker that takes the task is the one that asks Reddit, once, and ends the run.
+    work_off_one_task(world)
+    assert listing.arrived.is_set()
+    assert [r.path for r in world.fake.listing_requests() if "/r/Fresh/" in r.path] == [
+        "/r/Fresh/new.json"
+    ]
+    [run] = runs_of(world, sid)
+    assert run.status == "ok" and run.owner == "web:owner" and run.worker is not None
 
 
 def test_subscriptions_page_shows_the_worker_running_it_and_when_each_runs_next(
