@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import socket
@@ -15,7 +16,7 @@ import pytest
 
 from ingest.reddit import BadListingRequest, ListingFailed, Post, RedditClient
 from scenery.errors import SceneryError
-from tests.fakes.reddit import FakeReddit
+from tests.fakes.reddit import FakeReddit, Fault
 from tests.fakes.reddit_posts import fixture_post, listing, make_post
 
 
@@ -46,6 +47,23 @@ def served() -> Iterator[FakeReddit]:
 def fake(served: FakeReddit) -> FakeReddit:
     served.reset()
     return served
+
+
+@pytest.fixture
+def hold(fake: FakeReddit) -> Iterator[Any]:
+    """``fake.hold``: a request held until released, a read that hangs; every hold is released
+    when the test ends, so the fake's threads finish."""
+    held: list[Fault] = []
+
+    def make(path: str, times: int | None = 1) -> Fault:
+        fault = fake.hold(path, times=times)
+        held.append(fault)
+        return fault
+
+    yield make
+    for fault in held:
+        assert fault.release is not None
+        fault.release.set()
 
 
 @pytest.fixture
@@ -213,19 +231,25 @@ def test_gives_up_on_persistent_server_errors(
     assert len(fake_time.sleeps) == 2
 
 
-def test_retries_a_hung_read_then_gives_up(fake: FakeReddit, make_client: Any) -> None:
+def test_retries_a_hung_read_then_gives_up(fake: FakeReddit, make_client: Any, hold: Any) -> None:
     fake.add_posts("EarthPorn", posts(5))
-    fake.fail("/r/EarthPorn/new.json", status=200, delay=1.0, times=None)
+    hung = hold("/r/EarthPorn/new.json", times=None)  # answered only after the test
     client = make_client(reddit_timeout=0.3, reddit_max_tries=2)
     with pytest.raises(ListingFailed, match=r"timed out after 0.3 s.*after 2 tries"):
         list(client.listing("EarthPorn"))
-    assert len(fake.listing_requests()) == 2
+    assert hung.arrived.is_set() and len(fake.listing_requests()) == 2
 
 
-def test_recovers_when_only_the_first_read_hangs(fake: FakeReddit, make_client: Any) -> None:
+def test_recovers_when_only_the_first_read_hangs(
+    fake: FakeReddit, make_client: Any, hold: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     fake.add_posts("EarthPorn", posts(5))
-    fake.fail("/r/EarthPorn/new.json", status=200, delay=1.0)
-    assert len(list(make_client(reddit_timeout=0.3).listing("EarthPorn"))) == 5
+    hung = hold("/r/EarthPorn/new.json")  # the first request only; answered after the test
+    with caplog.at_level(logging.WARNING, logger="ingest.reddit"):
+        assert len(list(make_client(reddit_timeout=0.3).listing("EarthPorn"))) == 5
+    # the client gave up on the first read itself and asked again
+    assert hung.arrived.is_set() and len(fake.listing_requests()) == 2
+    assert "raw_json=1: timed out after 0.3 s; retrying in" in caplog.text
 
 
 def test_gives_up_when_reddit_cannot_be_reached(
