@@ -136,9 +136,11 @@ def model_filters(
     )
     gallery = fit_gallery(references, embedder.name, max_components=8).model
     watermark = train_watermark(embedder, decoded[:16], variants_per_image=1).model
-    nudenet = NsfwFilter.from_settings(settings.model_copy(update={"nsfw_clip": False}), embedder)
-    clip = NsfwFilter.from_settings(settings.model_copy(update={"nsfw_nudenet": False}), embedder)
-    assert nudenet is not None and clip is not None
+    only_nudenet = settings.model_copy(update={"nsfw_nudenet": True, "nsfw_clip": False})
+    only_clip = settings.model_copy(update={"nsfw_nudenet": False, "nsfw_clip": True})
+    nudenet = NsfwFilter.from_settings(only_nudenet, embedder)
+    clip = NsfwFilter.from_settings(only_clip, embedder)
+    assert nudenet is not None and clip is not None  # each has its signal on
     return {
         "gallery fit (GMM)": (GalleryFit(gallery, len(references), settings.gmm_min_reference), 1),
         "watermark (4 embeddings + clf)": (

@@ -42,7 +42,7 @@ USER, PASSWORD = "owner", "bench password"
 
 
 @dataclass
-class Session:
+class Review:
     """What the owner did in the browser, counted as it was sent or seen."""
 
     login_keys: int = 0
@@ -52,9 +52,9 @@ class Session:
     seconds: float = 0.0
 
 
-def review(page: Any, base: str, queued: int) -> Session:
+def review(page: Any, base: str, queued: int) -> Review:
     """Log in and clear the queue from the keyboard, counting every key, click and load."""
-    session = Session()
+    session = Review()
 
     def count_load(frame: Any) -> None:
         if frame == page.main_frame:
@@ -95,7 +95,7 @@ def statuses(ctx: Context) -> Counter[str]:
     return Counter({str(ImageStatus(status).value): n for status, n in rows})
 
 
-def serve_and_review(app: Any, queued: int) -> Session:
+def serve_and_review(app: Any, queued: int) -> Review:
     from playwright.sync_api import sync_playwright
 
     http = make_server("127.0.0.1", 0, app, threaded=True)
@@ -112,7 +112,7 @@ def serve_and_review(app: Any, queued: int) -> Session:
         http.shutdown()
 
 
-def report(session: Session, queued: int, after: Counter[str]) -> None:
+def report(session: Review, queued: int, after: Counter[str]) -> None:
     left = after[ImageStatus.QUEUED.value]
     decided = queued - left
     print(f"review session: {queued} queued images, {decided} decided, {left} left in the queue")
