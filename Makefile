@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench bench-quick demo clean
+.PHONY: run test lint bench bench-quick demo clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,14 @@ run: $(STAMP)
 	$(BIN)/scenery init
 	$(BIN)/scenery serve --with-worker --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The browser tests drive Debian's chromium, installed here when missing (root with apt-get);
+# otherwise this stops with one line saying what to run.
+chromium:
+	@sh .ci/install-chromium
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
