@@ -159,7 +159,7 @@ class Resolver(ClientOwner):
         metadata = source.get("media_metadata") or {}
         images = []
         for position, item in enumerate(items):
-            media_id = item.get("media_id") if isinstance(item, Mapping) else None
+            media_id = str(item.get("media_id") or "") if isinstance(item, Mapping) else ""
             meta = metadata.get(media_id) if media_id else None
             if not isinstance(meta, Mapping) or meta.get("status") != "valid":
                 continue

@@ -150,7 +150,9 @@ def run_claimed(
         except BaseException as exc:
             interrupted = not isinstance(exc, Exception)  # KeyboardInterrupt, SystemExit
             status = "interrupted" if interrupted else "failed"
-            error = str(exc) if isinstance(exc, SceneryError) else f"{type(exc).__name__}: {exc}"
+            error: str | None = (
+                str(exc) if isinstance(exc, SceneryError) else f"{type(exc).__name__}: {exc}"
+            )
             schedule.finish(
                 ctx.sessions, claim.token, status, error, None, reschedule=not interrupted
             )

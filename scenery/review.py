@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, aliased
 
 from scenery.errors import NotFound, SceneryError
@@ -241,7 +241,7 @@ def rejected_log(
     """Rejected and failed candidates, newest first, optionally by reason code and date range
     (the admin's reason and time where an admin rejected it, else the pipeline's)."""
     code, at = REJECTION_CODE, REJECTED_AT
-    conditions = [REJECTED]
+    conditions: list[ColumnElement[bool]] = [REJECTED]
     if reason:
         conditions.append(code == reason)
     if since:

@@ -119,7 +119,7 @@ def tick(
     expires = now + timedelta(seconds=lease)
     prefix = uuid.uuid4().hex[:20] + "-"
     with transaction(sessions) as session:
-        won = session.execute(
+        rows = session.execute(
             update(Subscription)
             .where(Subscription.paused.is_(False), Subscription.next_run_at <= now, _free(now))
             .values(
@@ -130,8 +130,10 @@ def tick(
             .returning(Subscription.id, Subscription.subreddit, Subscription.lease_token)
             .execution_options(synchronize_session=False)
         ).all()
+        # The token column is set by this very update: never NULL here.
+        won = [(sid, subreddit, str(token)) for sid, subreddit, token in rows]
         if won:
-            _supersede(session, [row.id for row in won], now)
+            _supersede(session, [sid for sid, _, _ in won], now)
             session.add_all(
                 [_run(token, sid, subreddit, owner, expires, now) for sid, subreddit, token in won]
             )

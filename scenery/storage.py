@@ -22,7 +22,7 @@ ORPHAN_GRACE_SECONDS = 3600.0
 EXTENSIONS = frozenset({"jpg", "png", "webp", "gif", "bmp", "tiff"})
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write a file through ``write`` into a temp file beside it, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -49,8 +49,8 @@ def save_subscription(
     row = Subscription() if subscription_id is None else get_subscription(session, subscription_id)
     if subscription_id is None:
         row.next_run_at = utcnow()  # a new subscription is due at once
-    elif row.interval_minutes != interval_minutes and row.last_run_at is not None:
-        row.next_run_at = as_utc(row.last_run_at) + timedelta(minutes=interval_minutes)
+    elif row.interval_minutes != interval_minutes and (last := as_utc(row.last_run_at)):
+        row.next_run_at = last + timedelta(minutes=interval_minutes)
     row.subreddit = name
     row.listing = listing
     row.time_filter = time_filter if listing == "top" else None

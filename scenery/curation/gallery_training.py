@@ -43,9 +43,10 @@ def train_gallery_watermark(
             .join(Candidate, Candidate.image_id == Image.id)
             .where(Image.status == ImageStatus.REJECTED, Candidate.review_reason == "watermark")
         ).all()
+    trusted = list(trusted)
     random.Random(seed).shuffle(trusted)
     references = StoredImages(ctx.settings, trusted[:limit])
-    positives = StoredImages(ctx.settings, labelled)
+    positives = StoredImages(ctx.settings, list(labelled))
     if len(references) < 8:
         raise CurationError(f"{len(references)} reference images: the detector needs at least 8")
     training = train_watermark(

@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scenery.models import Candidate, CandidateState, as_utc
+from scenery.models import Candidate, CandidateState
 
 DECIDED = (CandidateState.PUBLISHED, CandidateState.QUEUED, CandidateState.REJECTED)
 AUTOMATIC = {CandidateState.PUBLISHED: "approved", CandidateState.REJECTED: "rejected"}
@@ -37,7 +37,9 @@ def daily_counts(session: Session, since: datetime) -> list[DailyCounts]:
     ).all()
     days: dict[date, DailyCounts] = {}
     for decided_at, state, code in rows:
-        day = as_utc(decided_at).date()
+        if decided_at is None:
+            continue  # not decided: excluded by the query already
+        day = decided_at.date()
         counts = days.setdefault(day, DailyCounts(day))
         counts.decisions[state.value] += 1
         if state in (CandidateState.REJECTED, CandidateState.QUEUED, CandidateState.FAILED):

@@ -61,7 +61,8 @@ class Facts:
 class Filter(Protocol):
     """A curation filter: looks at a candidate's facts and returns its verdict."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def check(self, facts: Facts) -> FilterResult: ...
 

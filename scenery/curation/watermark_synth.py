@@ -115,7 +115,8 @@ def _text_stamp(text: str, height: int, r: random.Random) -> Image.Image:
     stroke = r.choice([0, 0, max(1, height // 14)])
     left, top, right, bottom = font.getbbox(text, stroke_width=stroke)
     pad = stroke + 2
-    stamp = Image.new("RGBA", (right - left + 2 * pad, bottom - top + 2 * pad), (0, 0, 0, 0))
+    size = (int(right - left + 2 * pad), int(bottom - top + 2 * pad))
+    stamp = Image.new("RGBA", size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(stamp)
     origin = (pad - left, pad - top)
     if r.random() < 0.3:  # a soft drop shadow
@@ -176,13 +177,15 @@ def _logo_stamp(height: int, r: random.Random) -> Image.Image:
     edge = max(2, height // 14)
     solid = r.random() < 0.4
     rect = (edge, edge, height - edge - 1, height - edge - 1)
-    paint = {"fill": (*fill, 255) if solid else None, "outline": (*fill, 255), "width": edge}
+    inside = (*fill, 255) if solid else None
     if shape == "circle":
-        draw.ellipse(rect, **paint)
+        draw.ellipse(rect, fill=inside, outline=(*fill, 255), width=edge)
     elif shape == "square":
-        draw.rectangle(rect, **paint)
+        draw.rectangle(rect, fill=inside, outline=(*fill, 255), width=edge)
     else:
-        draw.rounded_rectangle(rect, radius=height // 5, **paint)
+        draw.rounded_rectangle(
+            rect, radius=height // 5, fill=inside, outline=(*fill, 255), width=edge
+        )
     initials = "".join(r.choice("ABCDEFGHJKLMNPRSTVW") for _ in range(r.randint(1, 3)))
     font = _font(r, max(8, int(height * 0.42)))
     ink = (*outline, 255) if solid else (*fill, 255)

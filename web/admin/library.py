@@ -128,14 +128,14 @@ def change_images() -> Any:
     files: list[tuple[str, str]] = []
     with transaction(ctx.sessions) as session:
         if action == "unpublish":
-            done = unpublish(session, _ids(), current_user.username)
-            message = f"Unpublished {len(done)}: back in the queue."
+            count = len(unpublish(session, _ids(), current_user.username))
+            message = f"Unpublished {count}: back in the queue."
         elif action == "delete":
-            done = files = delete(session, _ids(), current_user.username)
-            message = f"Deleted {len(done)}: files removed."
+            files = delete(session, _ids(), current_user.username)
+            message = f"Deleted {len(files)}: files removed."
         elif action == "publish":
-            done = approve(session, _ids(), current_user.username)
-            message = f"Published {len(done)}."
+            count = len(approve(session, _ids(), current_user.username))
+            message = f"Published {count}."
         else:
             raise BadRequest(f"unknown action {action!r}")
     remove_files(ctx.storage, files)  # after the commit
