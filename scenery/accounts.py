@@ -1,22 +1,24 @@
-"""Admin accounts: Argon2id password hashes, and throttling of failed logins.
+"""Admin accounts: Argon2id password hashes, and logins checked against the throttle.
 
-A key (the user name tried, and separately the client's address) that fails ``max_failures``
-times in a row is locked for ``lock_seconds``; a success clears both counts. Counts
-live in the database, so every web worker sees the same ones.
+Failed logins are throttled per user name and client address (``scenery.throttle``).
+Setting a new password ends every session of the account (``scenery.sessions``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from scenery import sessions as login_sessions
+from scenery.db import transaction
 from scenery.errors import SceneryError
-from scenery.models import AdminUser, LoginThrottle, as_utc, utcnow
+from scenery.models import AdminUser, utcnow
+from scenery.throttle import ThrottlePolicy, clear, record_attempt
 
 HASHER = PasswordHasher()  # argon2-cffi's defaults: Argon2id, RFC 9106 low-memory profile
 MIN_PASSWORD = 8
@@ -45,8 +47,17 @@ def normalise_username(username: str) -> str:
     return name
 
 
-def create_user(session: Session, username: str, password: str) -> AdminUser:
-    """Add an admin, or set a new password for an existing one."""
+@dataclass(frozen=True)
+class AccountChange:
+    user: AdminUser
+    created: bool  # False: a new password for an existing admin, logged out everywhere
+
+
+def create_user(
+    session: Session, username: str, password: str, *, now: datetime | None = None
+) -> AccountChange:
+    """Add an admin, or set a new password for an existing one, which ends every session
+    of that account (on every browser)."""
     name = normalise_username(username)
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"passwords need at least {MIN_PASSWORD} characters")
@@ -54,57 +65,53 @@ def create_user(session: Session, username: str, password: str) -> AdminUser:
     if user is None:
         user = AdminUser(username=name, password_hash=HASHER.hash(password))
         session.add(user)
-    else:
-        user.password_hash = HASHER.hash(password)
+        session.flush()
+        return AccountChange(user, created=True)
+    user.password_hash = HASHER.hash(password)
+    login_sessions.end_all_for_user(session, user.id, utcnow() if now is None else now)
     session.flush()
-    return user
+    return AccountChange(user, created=False)
 
 
 def authenticate(
-    session: Session,
+    sessions: sessionmaker[Session],
     username: str,
     password: str,
     client: str,
     *,
-    max_failures: int,
-    lock_seconds: int,
+    policy: ThrottlePolicy,
     now: datetime | None = None,
 ) -> LoginResult:
     """Check a login attempt against the throttle and the stored hash; record the outcome.
-    ``now`` (default: the real time) is the time the throttle reads."""
+    ``now`` (default: the real time) is the time the throttle reads.
+
+    Two short transactions, not one: the slow hash is checked between them, so the
+    database's write lock (SQLite) and the throttle's rows are not held while it runs."""
     name = username.strip().lower()[:64]
-    keys = [f"user:{name}", f"addr:{client}"[:160]]
     now = utcnow() if now is None else now
-    rows = [session.get(LoginThrottle, key) or LoginThrottle(key=key, failures=0) for key in keys]
-    locks = [as_utc(r.locked_until) for r in rows if r.locked_until]
-    active = [lock for lock in locks if lock and lock > now]
-    if active:
-        return LoginResult(None, max(active))
-    user = session.scalars(select(AdminUser).where(AdminUser.username == name)).one_or_none()
-    if user is not None and _verify(user, password):
+    with transaction(sessions) as session:
+        attempt = record_attempt(session, name, client, policy, now)
+        if attempt.refused:
+            return LoginResult(None, attempt.locked_until)
+        user = session.scalars(select(AdminUser).where(AdminUser.username == name)).one_or_none()
+        stored = user.password_hash if user is not None else None
+    if not _verify(stored, password):  # hashes even for an unknown name: same time
+        return LoginResult(None, attempt.locked_until)
+    with transaction(sessions) as session:
+        user = session.scalars(select(AdminUser).where(AdminUser.username == name)).one_or_none()
+        if user is None or user.password_hash != stored:  # removed or changed meanwhile
+            return LoginResult(None, attempt.locked_until)
+        clear(session, attempt, now)
         user.last_login_at = now
-        for row in rows:
-            if row in session:
-                session.delete(row)
+        if HASHER.check_needs_rehash(stored):
+            user.password_hash = HASHER.hash(password)
         return LoginResult(user)
-    if user is None:
-        _verify(None, password)
-    locked_until = None
-    for row in rows:
-        row.failures = (row.failures or 0) + 1
-        row.last_failure_at = now
-        if row.failures >= max_failures:
-            row.locked_until = locked_until = now + timedelta(seconds=lock_seconds)
-            row.failures = 0
-        session.add(row)
-    return LoginResult(None, locked_until)
 
 
-def _verify(user: AdminUser | None, password: str) -> bool:
+def _verify(stored: str | None, password: str) -> bool:
+    """Check ``password`` against a hash; an unknown user costs as much time as a known one."""
     try:
-        HASHER.verify(user.password_hash if user else _DUMMY_HASH, password)
+        HASHER.verify(stored or _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return False
-    if user is not None and HASHER.check_needs_rehash(user.password_hash):
-        user.password_hash = HASHER.hash(password)
-    return user is not None
+    return stored is not None

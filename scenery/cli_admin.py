@@ -23,7 +23,7 @@ def admin() -> None:
 @click.pass_obj
 @domain_errors
 def create(obj: dict[str, Any], username: str, password_stdin: bool) -> None:
-    """Create an admin (or set a new password for an existing one)."""
+    """Create an admin, or set a new password for an existing one (ending its sessions)."""
     from scenery.accounts import create_user
     from scenery.db import transaction
 
@@ -33,9 +33,11 @@ def create(obj: dict[str, Any], username: str, password_stdin: bool) -> None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     ctx = context(obj)
     with transaction(ctx.sessions) as session:
-        user = create_user(session, username, password)
-        name = user.username
+        change = create_user(session, username, password)
+    name = change.user.username
     click.echo(f"admin {name} can now log in at /admin/login")
+    if not change.created:
+        click.echo(f"new password set: {name} is logged out of every browser")
 
 
 COMMANDS = [admin]

@@ -130,8 +130,23 @@ class Settings(BaseSettings):
     nsfw_clip_borderline: float = Field(default=0.5, ge=0, le=1)
 
     # -- admin --------------------------------------------------------------------------------
-    login_max_failures: int = Field(default=5, ge=1)  # wrong passwords in a row before a lock
-    login_lock_seconds: int = Field(default=300, ge=1)  # how long the lock lasts
+    # Failed logins lock one user name from one address (never the owner elsewhere): after
+    # login_max_failures in a row, for login_lock_seconds, doubling with each further failure
+    # up to login_lock_max_seconds. One address trying many names is locked the same way
+    # after login_address_max_failures; one name tried from many addresses is locked for
+    # everyone, for login_lock_seconds, after login_user_max_failures.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lock_seconds: int = Field(default=300, ge=1)
+    login_lock_max_seconds: int = Field(default=3600, ge=1)
+    login_address_max_failures: int = Field(default=20, ge=1)
+    login_user_max_failures: int = Field(default=100, ge=1)
+    # How many reverse proxies in front of the app append to X-Forwarded-For/-Proto; their
+    # headers give the client's address (the throttle's) and scheme. 0: headers ignored.
+    trusted_proxies: int = Field(default=0, ge=0, le=10)
+    # An admin session ends at logout, after this long without a request, this long after
+    # the login however busy, or when the account's password is set again.
+    session_idle_minutes: int = Field(default=60, ge=1)
+    session_max_hours: int = Field(default=12, ge=1)
     secure_cookies: bool = False  # set behind HTTPS: session cookies only over TLS
     # Drift alert: two-sample Kolmogorov-Smirnov statistic between the reference set's and the
     # last 7 days' gallery-fit scores, and the change in acceptance rate (published share of

@@ -39,6 +39,13 @@ def create_app(
         template_folder=str(_asset_dir("templates")),
         static_folder=str(_asset_dir("static")),
     )
+    if settings.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # The client's address (what the login throttle counts) and scheme, as the trusted
+        # proxies saw them; the Host header is not taken from them here.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     app.config.update(
         SECRET_KEY=settings.flask_secret(),
         # Room for the multipart envelope around the largest allowed upload.

@@ -1,18 +1,22 @@
-"""Admin sessions: Flask-Login with the accounts in the database, login and logout pages."""
+"""Admin sessions: Flask-Login over server-side sessions (``scenery.sessions``) that logout,
+a password change, idleness and age end; login and logout pages."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
+from scenery import sessions as login_sessions
 from scenery.accounts import authenticate
 from scenery.db import transaction
-from scenery.models import AdminUser, utcnow
+from scenery.models import utcnow
+from scenery.sessions import SessionPolicy
+from scenery.throttle import ThrottlePolicy
 from web.forms import LoginForm
 from web.services import context, db
 
@@ -25,40 +29,49 @@ login_manager.session_protection = "strong"
 
 @dataclass(frozen=True)
 class Admin(UserMixin):  # type: ignore[misc]
-    """The logged-in admin. The session id carries a fragment of the password hash, so setting
-    a new password (``scenery admin create``) ends every other session of that account."""
+    """The logged-in admin. The id Flask-Login keeps in the signed cookie is the token of a
+    server-side session, so a copy of the cookie is worth nothing once that session ended."""
 
     user_id: int
     username: str
-    stamp: str
+    token: str
 
     def get_id(self) -> str:
-        return f"{self.user_id}:{self.stamp}"
+        return self.token
 
-    @classmethod
-    def of(cls, user: AdminUser) -> Admin:
-        return cls(user.id, user.username, user.password_hash[-12:])
+
+def _now() -> datetime:
+    return current_app.config["CLOCK"]()  # type: ignore[no-any-return]
+
+
+def _session_policy() -> SessionPolicy:
+    return SessionPolicy.of(context().settings)
 
 
 @login_manager.user_loader
-def _load(session_id: str) -> Admin | None:
-    user_id, _, stamp = session_id.partition(":")
-    if not user_id.isdigit():
+def _load(token: str) -> Admin | None:
+    """The admin whose open session ``token`` names (also for a remember-me cookie, whose
+    id is the same token), recording the use at most once a minute."""
+    policy, now = _session_policy(), _now()
+    live = login_sessions.check(db(), token, policy, now)
+    if live is None:
         return None
-    user = db().get(AdminUser, int(user_id))
-    admin = Admin.of(user) if user is not None else None
-    return admin if admin is not None and admin.stamp == stamp else None
+    if login_sessions.touch_due(live, policy, now):
+        with transaction(context().sessions) as session:
+            login_sessions.touch(session, live, policy, now)
+    return Admin(live.user_id, live.username, token)
 
 
 def init_auth(app: Flask) -> None:
-    secure = app.extensions["scenery"].settings.secure_cookies
-    app.config.setdefault("CLOCK", utcnow)  # what the login throttle reads the time from
+    settings = app.extensions["scenery"].settings
+    app.config.setdefault("CLOCK", utcnow)  # what the throttle and sessions read the time from
     app.config.update(
-        SESSION_COOKIE_SECURE=secure,
-        REMEMBER_COOKIE_SECURE=secure,
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        # The signed cookie's own limit; the server-side session is what really ends.
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_max_hours),
     )
     login_manager.init_app(app)
     app.register_blueprint(bp)
@@ -81,20 +94,21 @@ def login() -> Response | tuple[str, int] | str:
     status = 200
     if form.validate_on_submit():
         settings = context().settings
-        now = current_app.config["CLOCK"]()  # the throttle's time; tests move it by hand
-        with transaction(context().sessions) as session:
-            result = authenticate(
-                session,
-                form.username.data or "",
-                form.password.data or "",
-                request.remote_addr or "unknown",
-                max_failures=settings.login_max_failures,
-                lock_seconds=settings.login_lock_seconds,
-                now=now,
-            )
-            admin = Admin.of(result.user) if result.user else None
-        if admin is not None:
-            login_user(admin)
+        now = _now()  # tests move the clock by hand
+        client = request.remote_addr or "unknown"  # the real client's behind trusted proxies
+        result = authenticate(
+            context().sessions,
+            form.username.data or "",
+            form.password.data or "",
+            client,
+            policy=ThrottlePolicy.of(settings),
+            now=now,
+        )
+        if result.user is not None:
+            with transaction(context().sessions) as session:
+                login_sessions.prune(session, _session_policy(), now)
+                token = login_sessions.start(session, result.user.id, address=client, now=now)
+            login_user(Admin(result.user.id, result.user.username, token))
             return redirect(_safe_next(request.args.get("next")))
         if result.locked_until is not None:
             minutes = max(1, round((result.locked_until - now).total_seconds() / 60))
@@ -110,5 +124,9 @@ def login() -> Response | tuple[str, int] | str:
 
 @bp.post("/logout")
 def logout() -> Response:
-    logout_user()  # a POST, so CSRFProtect has checked its token
+    """End the session on the server too: a copy of the cookie no longer opens it."""
+    if current_user.is_authenticated:  # a POST, so CSRFProtect has checked its token
+        with transaction(context().sessions) as session:
+            login_sessions.end(session, current_user.get_id(), _now())
+    logout_user()
     return redirect(url_for("gallery.home"))
