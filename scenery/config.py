@@ -24,6 +24,13 @@ GRID_THUMB = 400
 PAGE_THUMB = 1600
 """Longest edge of image-page thumbnails, written on first request rather than at import."""
 THUMB_SIZES = (GRID_THUMB, PAGE_THUMB)
+MAX_IMAGE_PIXELS = 100_000_000
+"""The most pixels an image may say it has (a decompression bomb guard)."""
+MAX_DECODE_MB = 192
+"""MiB of work decoding one image may take (samples unpacked or buffers held), judged from its
+header: a bound on a worker's memory and time per image."""
+MAX_IMAGE_ASPECT = 20.0
+"""How many times longer than its short side an image's long side may be."""
 
 
 class Settings(BaseSettings):
@@ -51,7 +58,12 @@ class Settings(BaseSettings):
     index_text_ef: int = Field(default=1024, ge=8)
     index_refresh_seconds: float = Field(default=2.0, ge=0)
 
-    max_image_pixels: int = Field(default=100_000_000, ge=1)
+    # Every decoded image (upload, import, ingest, evaluate): pixels it may say it has, MiB of
+    # work its decode may take (JPEGs count at the reduced scale they decode at; PNG, GIF,
+    # WebP, BMP, TIFF and progressive JPEGs at full size), long side over short side.
+    max_image_pixels: int = Field(default=MAX_IMAGE_PIXELS, ge=1)
+    max_decode_mb: int = Field(default=MAX_DECODE_MB, ge=1)
+    max_image_aspect: float = Field(default=MAX_IMAGE_ASPECT, ge=1)
     max_file_bytes: int = Field(default=60 * 1024 * 1024, ge=1)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
 

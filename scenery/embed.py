@@ -29,6 +29,12 @@ TINY_TEST_MODEL = "tiny-test"
 CONFIG_DIR = Path(__file__).parent / "clip_configs"
 TINY_TEST_SEED = 20240601
 RANDOM_WEIGHTS = frozenset({"", "none", "random"})  # for benchmarks: no weights at all
+# What the model's own preprocessing may be given: open_clip resizes the short side to the
+# input size, so a thin strip would be scaled up into a giant. The long side is cropped to this
+# many times the short one around the centre (which is all its centre crop keeps), and an image
+# whose short side is over twice the input size is scaled down to that first.
+MODEL_VIEW_ASPECT = 20
+MODEL_VIEW_SCALE = 2
 
 
 @runtime_checkable
@@ -57,6 +63,32 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def model_view(image: Image.Image, side: int) -> Image.Image:
+    """An RGB view of ``image`` that a model of input ``side`` resizes at bounded cost: its
+    long side at most ``MODEL_VIEW_ASPECT`` times its short one, which is at most
+    ``MODEL_VIEW_SCALE`` x ``side`` (scaled down, never up)."""
+    view = image.convert("RGB")
+    width, height = view.size
+    longest = max(1, min(width, height)) * MODEL_VIEW_ASPECT
+    if width > longest:
+        view = view.crop(((width - longest) // 2, 0, (width - longest) // 2 + longest, height))
+    elif height > longest:
+        view = view.crop((0, (height - longest) // 2, width, (height - longest) // 2 + longest))
+    width, height = view.size
+    bound = MODEL_VIEW_SCALE * side
+    if min(width, height) > bound:
+        scale = bound / min(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        view = view.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return view
+
+
+def input_side(model: Any) -> int:
+    """The square input size of an open_clip model's image tower (224 when it does not say)."""
+    size = getattr(getattr(model, "visual", None), "image_size", 224)
+    return int(max(size) if isinstance(size, tuple | list) else size)
 
 
 def _register_builtin_configs() -> None:
@@ -207,10 +239,12 @@ class OpenClipEmbedder:
         import torch
 
         model, preprocess, _, device = self._load()
+        side = input_side(model)
         out = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            batch = torch.stack([preprocess(img.convert("RGB")) for img in chunk]).to(device)
+            views = [preprocess(model_view(img, side)) for img in chunk]
+            batch = torch.stack(views).to(device)
             out.append(self._run(lambda b=batch: model.encode_image(b)))
         return normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
 

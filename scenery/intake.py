@@ -20,7 +20,13 @@ from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
 from scenery.config import GRID_THUMB
-from scenery.imaging import decode, encode_thumbnail, perceptual_hashes, thumbnail
+from scenery.imaging import (
+    ImageLimits,
+    decode,
+    encode_thumbnail,
+    perceptual_hashes,
+    thumbnail,
+)
 from scenery.library import add_embedding, set_status
 from scenery.models import Image, ImageStatus
 from scenery.storage import Storage
@@ -46,17 +52,18 @@ def store_file(
     data: bytes,
     sha256: str,
     storage: Storage,
-    max_pixels: int,
+    limits: ImageLimits | int,
     *,
     edge: int = GRID_THUMB,
     detail: Callable[[PILImage.Image], PILImage.Image] | None = None,
     timings: dict[str, float] | None = None,
 ) -> StoredFile:
     """Decode, thumbnail and hash one file's bytes and write its files; raises
-    ``ImageRejected`` with the reason for bytes that are not a usable image."""
+    ``ImageRejected`` with the reason for bytes that are not a usable image or are past
+    ``limits`` (``ImageLimits.from_settings``; a bare pixel cap keeps the default budget)."""
     timings = {} if timings is None else timings
     started = time.perf_counter()
-    decoded = decode(data, max_pixels, edge=edge)
+    decoded = decode(data, limits, edge=edge)
     small = thumbnail(decoded.image, GRID_THUMB)
     timings["decode + thumbnail"] = time.perf_counter() - started
     started = time.perf_counter()

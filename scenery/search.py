@@ -8,7 +8,10 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
+from scenery.config import GRID_THUMB
 from scenery.embed import Embedder
+from scenery.errors import ImageRejected
+from scenery.imaging import thumbnail
 from scenery.index_sync import SyncedIndex
 from scenery.library import get_embedding, get_image, published_by_ids
 from scenery.models import Image
@@ -60,8 +63,14 @@ def search_image(
     k: int,
     ef: int,
 ) -> list[Hit]:
-    """Images that look most like an uploaded picture."""
-    vector = embedder.encode_images([image])[0]
+    """Images that look most like an uploaded picture.
+
+    The picture is embedded as every library image is: as its grid thumbnail (which also keeps
+    the model's work the same for a 400-pixel upload and a 100-megapixel one)."""
+    try:
+        vector = embedder.encode_images([thumbnail(image, GRID_THUMB)])[0]
+    except (MemoryError, OverflowError) as exc:
+        raise ImageRejected(f"image too large to embed ({type(exc).__name__})") from exc
     return search_vector(session, index, vector, k, ef)
 
 

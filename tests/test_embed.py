@@ -11,6 +11,7 @@ from PIL import Image
 
 from scenery.embed import Embedder, OpenClipEmbedder, model_space_name
 from scenery.errors import ModelLoadError
+from scenery.imaging import thumbnail
 
 
 def test_tiny_model_satisfies_the_protocol(tiny_embedder: OpenClipEmbedder) -> None:
@@ -54,7 +55,7 @@ def test_loads_weights_from_a_local_checkpoint(
     checkpoint = tmp_path / "tiny.pt"
     torch.save(model.state_dict(), checkpoint)
     local = OpenClipEmbedder("tiny-test", str(checkpoint))
-    image = [Image.open(photos[0])]
+    image = [thumbnail(Image.open(photos[0]).convert("RGB"), 400)]  # a grid thumbnail
     expected = model.eval().encode_image(local_preprocess(image[0]))
     expected = torch.nn.functional.normalize(expected, dim=-1).detach().numpy()
     assert local.name == "tiny-test/tiny.pt"

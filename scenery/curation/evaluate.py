@@ -31,7 +31,7 @@ from scenery.curation.verdicts import (
 )
 from scenery.curation.watermark import DETAIL, detail_view
 from scenery.errors import ImageRejected, NotFound
-from scenery.imaging import decode, perceptual_hashes, thumbnail
+from scenery.imaging import ImageLimits, decode, perceptual_hashes, thumbnail
 from scenery.importer import SUFFIXES
 from scenery.library import find_by_sha
 
@@ -142,12 +142,13 @@ def _filters(ctx: Context) -> list[Filter]:
 def _facts_batches(
     ctx: Context, files: list[tuple[Path, str]], result: Evaluation
 ) -> Iterator[list[tuple[Facts, str]]]:
+    limits = ImageLimits.from_settings(ctx.settings)
     for start in range(0, len(files), BATCH):
         decoded = []
         for path, label in files[start : start + BATCH]:
             data = path.read_bytes()
             try:
-                image = decode(data, ctx.settings.max_image_pixels, edge=DETAIL)
+                image = decode(data, limits, edge=DETAIL)
             except ImageRejected as exc:
                 result.unreadable.append((path, exc.reason))
                 continue

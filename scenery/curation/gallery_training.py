@@ -18,7 +18,7 @@ from scenery.curation.artifacts import Artifact
 from scenery.curation.reference import TRUSTED
 from scenery.curation.watermark import WatermarkTraining, save_watermark, train_watermark
 from scenery.errors import CurationError, ImageRejected
-from scenery.imaging import decode
+from scenery.imaging import ImageLimits, decode
 from scenery.models import Candidate, Image, ImageStatus
 
 TRAINING_EDGE = 1024  # references are decoded this large before watermarks are drawn on them
@@ -65,7 +65,7 @@ class StoredImages(Sequence[PILImage.Image]):
     time), so a thousand references do not sit in memory at once."""
 
     def __init__(self, settings: Settings, rows: list[Any]) -> None:
-        self.max_pixels = settings.max_image_pixels
+        self.limits = ImageLimits.from_settings(settings)
         # a rejected image's file may be gone after its retention period
         self.paths = [p for _sha, rel in rows if (p := settings.root / rel).is_file()]
 
@@ -81,6 +81,6 @@ class StoredImages(Sequence[PILImage.Image]):
             return [self[i] for i in range(*index.indices(len(self)))]
         path = self.paths[index]
         try:
-            return decode(path.read_bytes(), self.max_pixels, TRAINING_EDGE).image
+            return decode(path.read_bytes(), self.limits, TRAINING_EDGE).image
         except ImageRejected as exc:
             raise CurationError(f"stored image {path} cannot be read: {exc.reason}") from exc
