@@ -8,6 +8,7 @@ import tempfile
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -70,6 +71,13 @@ class Settings(BaseSettings):
     page_size: int = Field(default=48, ge=1, le=500)
     search_k: int = Field(default=48, ge=1)
     max_k: int = Field(default=200, ge=1)
+    # The gallery's address as visitors reach it (https://photos.example.org, or with the path
+    # it is served under): the JSON API's absolute URLs are built on it. Unset, they are
+    # root-relative. The Host header, which any client sets, never goes into a URL.
+    public_url: str | None = None
+    # How long browsers and shared caches may keep a published image's files before they
+    # ask again: an unpublished or deleted image disappears from every cache within this.
+    media_cache_seconds: int = Field(default=3600, ge=0, le=7 * 24 * 3600)
 
     secret_key: str | None = None
 
@@ -184,6 +192,18 @@ class Settings(BaseSettings):
     # Load the model and open the index in the background when the web app starts, so the
     # first search does not wait for them.
     warm_up: bool = True
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http(s) URL, like https://photos.example.org")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must be a scheme, host and optional path, without ?, # or user")
+        return value.rstrip("/")
 
     @field_validator("clip_device")
     @classmethod

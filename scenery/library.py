@@ -11,6 +11,15 @@ from sqlalchemy.orm import Session
 from scenery.errors import NotFound
 from scenery.models import Embedding, Image, ImageStatus, PublicationEvent, utcnow
 
+MAX_ID = 2**31 - 1
+"""The largest row id: id columns are INTEGER, 32 bits on PostgreSQL, which refuses to compare
+them with anything larger (SQLite stops at 2**63 - 1). Larger ids name nothing."""
+
+
+def is_row_id(value: int) -> bool:
+    """Whether ``value`` can be a row id; lookups answer NotFound for any other number."""
+    return 0 < value <= MAX_ID
+
 
 def set_status(session: Session, image: Image, status: ImageStatus) -> None:
     """Change an image's status, logging a publication event when visibility changes."""
@@ -26,7 +35,7 @@ def set_status(session: Session, image: Image, status: ImageStatus) -> None:
 
 def get_image(session: Session, image_id: int, *, published_only: bool = True) -> Image:
     """Fetch one image, or raise NotFound (unpublished images count as missing by default)."""
-    image = session.get(Image, image_id)
+    image = session.get(Image, image_id) if is_row_id(image_id) else None
     if image is None or (published_only and image.status != ImageStatus.PUBLISHED):
         raise NotFound(f"no image {image_id}")
     return image
@@ -82,7 +91,7 @@ def add_embedding(session: Session, image: Image, model: str, vector: np.ndarray
 
 def get_embedding(session: Session, image_id: int, model: str) -> np.ndarray:
     """An image's stored embedding for a model, or NotFound."""
-    row = session.get(Embedding, (image_id, model))
+    row = session.get(Embedding, (image_id, model)) if is_row_id(image_id) else None
     if row is None:
         raise NotFound(f"image {image_id} has no embedding for {model}")
     return np.frombuffer(row.vector, dtype=np.float32)

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, aliased
 
 from scenery.errors import NotFound, SceneryError
-from scenery.library import set_status
+from scenery.library import MAX_ID, set_status
 from scenery.models import Candidate, CandidateState, Image, ImageStatus, as_utc, utcnow
 from scenery.storage import Storage
 
@@ -36,7 +36,6 @@ REJECT_REASONS = {
 }
 DUPLICATE_CODES = ("duplicate_phash", "duplicate_clip", "possible_duplicate")
 UNSCORED = 2.0  # queue position of items no filter could place near a threshold
-MAX_ID = 2**63 - 1  # the largest id a database row can have
 
 
 class ReviewError(SceneryError):

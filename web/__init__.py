@@ -62,6 +62,11 @@ def create_app(
 
     from web import admin, api, errors, gallery, media, urls
     from web.auth import init_auth
+    from web.services import refuse_unusable_input
+
+    # Before any rule is added: every <int:...> is bounded by the largest row id.
+    app.url_map.converters["int"] = urls.RowIdConverter
+    app.before_request(refuse_unusable_input)
 
     app.jinja_env.globals.update(
         page_url=urls.page_url,

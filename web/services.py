@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from flask import current_app, g, request
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import UnsupportedMediaType
 
 from scenery.context import Context
 from scenery.errors import SceneryError
@@ -23,6 +26,38 @@ def db() -> Session:
     if "db_session" not in g:
         g.db_session = context().sessions()
     return g.db_session  # type: ignore[no-any-return]
+
+
+def refuse_unusable_input() -> None:
+    """Refuse, before any view, input no view takes or no column can store.
+
+    Forms here are form posts and uploads are multipart: a JSON body is refused (415) rather
+    than left to Flask-WTF, which would read any JSON value as form data. Text with a NUL
+    (PostgreSQL stores none) or a lone surrogate (not UTF-8) in the path, query or form is a
+    400, whatever view or database it was headed for."""
+    if request.is_json and request.method not in ("GET", "HEAD"):
+        raise UnsupportedMediaType("send a form post or a multipart upload, not JSON")
+    for text in _texts():
+        if "\x00" in text:
+            raise BadRequest("the request contains a NUL character")
+        if not text.isascii() and not _is_utf8(text):
+            raise BadRequest("the request contains text that is not valid UTF-8")
+
+
+def _texts() -> Iterable[str]:
+    yield request.path
+    for params in (request.args, request.form):
+        for key, values in params.lists():
+            yield key
+            yield from values
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def int_arg(name: str, default: int, low: int, high: int) -> int:
