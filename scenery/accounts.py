@@ -61,7 +61,7 @@ def create_user(
     name = normalise_username(username)
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"passwords need at least {MIN_PASSWORD} characters")
-    user = session.scalars(select(AdminUser).where(AdminUser.username == name)).one_or_none()
+    user = _user(session, name)
     if user is None:
         user = AdminUser(username=name, password_hash=HASHER.hash(password))
         session.add(user)
@@ -87,18 +87,22 @@ def authenticate(
 
     Two short transactions, not one: the slow hash is checked between them, so the
     database's write lock (SQLite) and the throttle's rows are not held while it runs."""
-    name = username.strip().lower()[:64]
+    try:
+        name: str | None = normalise_username(username)
+    except AccountError:  # no account can have it; its attempts are counted under "*"
+        name = None
     now = utcnow() if now is None else now
     with transaction(sessions) as session:
-        attempt = record_attempt(session, name, client, policy, now)
+        attempt = record_attempt(session, name or "*", client, policy, now)
         if attempt.refused:
             return LoginResult(None, attempt.locked_until)
-        user = session.scalars(select(AdminUser).where(AdminUser.username == name)).one_or_none()
+        user = _user(session, name) if name else None
         stored = user.password_hash if user is not None else None
     if not _verify(stored, password):  # hashes even for an unknown name: same time
         return LoginResult(None, attempt.locked_until)
+    assert name is not None  # only a real account's hash verifies
     with transaction(sessions) as session:
-        user = session.scalars(select(AdminUser).where(AdminUser.username == name)).one_or_none()
+        user = _user(session, name)
         if user is None or user.password_hash != stored:  # removed or changed meanwhile
             return LoginResult(None, attempt.locked_until)
         clear(session, attempt, now)
@@ -106,6 +110,10 @@ def authenticate(
         if HASHER.check_needs_rehash(stored):
             user.password_hash = HASHER.hash(password)
         return LoginResult(user)
+
+
+def _user(session: Session, name: str) -> AdminUser | None:
+    return session.scalars(select(AdminUser).where(AdminUser.username == name)).one_or_none()
 
 
 def _verify(stored: str | None, password: str) -> bool:

@@ -67,7 +67,7 @@ def start(session: Session, user_id: int, *, address: str | None, now: datetime)
             user_id=user_id,
             created_at=now,
             last_seen_at=now,
-            address=(address or "")[:64] or None,
+            address="".join(c for c in address or "" if c.isprintable())[:64] or None,
         )
     )
     session.flush()

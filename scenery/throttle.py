@@ -76,7 +76,7 @@ def address_key(address: str) -> str:
     try:
         ip = ipaddress.ip_address(address.strip())
     except ValueError:
-        return address.replace("|", "")[:64] or "unknown"
+        return "".join(c for c in address if c.isprintable() and c != "|")[:64] or "unknown"
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)

@@ -13,10 +13,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from scenery.accounts import authenticate
 from scenery.config import Settings
 from scenery.embed import OpenClipEmbedder
 from scenery.models import AdminSession, AdminUser, ImageStatus, LoginThrottle
-from scenery.throttle import address_key
+from scenery.throttle import ThrottlePolicy, address_key
 from tests.admin_world import AdminWorld, page_token, queued_ids
 from tests.auth_app import ADMIN, PASSWORD, AuthApp, auth_app, locked_minutes, log_in, opens_admin
 from tests.helpers import csrf_token
@@ -178,13 +179,28 @@ def test_an_ipv6_client_is_throttled_by_its_64_network() -> None:
     )
     assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
     assert address_key("::ffff:198.51.100.7") == "198.51.100.7"
-    assert address_key("not|an address") == "notan address"
+    assert address_key("not|an\x00 address") == "notan address"
 
 
 def test_unknown_user_names_are_refused_like_wrong_passwords(gate: AuthApp) -> None:
     client = gate.client()
     assert log_in(client, "nobody", PASSWORD) == 401
     assert client.get("/admin/queue").status_code == 302
+
+
+def test_names_no_account_can_have_are_refused_and_counted_under_one_key(gate: AuthApp) -> None:
+    client = gate.client()
+    for name in ("Ünïcode ❄", "owner; --"):
+        assert log_in(client, name, PASSWORD) == 401
+    # a NUL (which PostgreSQL cannot store) reaching the core is refused, not a crash
+    policy = ThrottlePolicy.of(gate.ctx.settings)
+    result = authenticate(
+        gate.ctx.sessions, "owner\x00", PASSWORD, "127.0.0.1", policy=policy, now=gate.clock.now
+    )
+    assert not result.ok
+    with gate.ctx.sessions() as session:
+        row = session.get(LoginThrottle, "pair:127.0.0.1|*")
+        assert row is not None and row.failures == 3
 
 
 def test_passwords_are_stored_as_argon2id_hashes(gate: AuthApp) -> None:
