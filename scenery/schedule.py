@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from scenery.db import transaction
 from scenery.errors import NotFound, SceneryError
+from scenery.library import is_row_id
 from scenery.models import IngestRun, Subscription, as_utc, utcnow
 from scenery.queue import Job, TaskQueue
 
@@ -155,7 +156,7 @@ def run_now(
     expires = now + timedelta(seconds=lease)
     token = new_token()
     with transaction(sessions) as session:
-        sub = session.get(Subscription, subscription_id)
+        sub = session.get(Subscription, subscription_id) if is_row_id(subscription_id) else None
         if sub is None:
             raise NotFound(f"no subscription {subscription_id}")
         if not _cas(session, subscription_id, token, owner, expires, now):

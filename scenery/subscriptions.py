@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from scenery.errors import NotFound, SceneryError
+from scenery.library import is_row_id
 from scenery.models import IngestRun, Subscription, as_utc, utcnow
 
 LISTINGS = ("new", "hot", "top", "rising")
@@ -63,7 +64,7 @@ def save_subscription(
 
 
 def get_subscription(session: Session, subscription_id: int) -> Subscription:
-    row = session.get(Subscription, subscription_id)
+    row = session.get(Subscription, subscription_id) if is_row_id(subscription_id) else None
     if row is None:
         raise NotFound(f"no subscription {subscription_id}")
     return row

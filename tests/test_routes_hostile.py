@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.routing import Rule
 
+from scenery.config import Settings
+from scenery.context import Context
 from scenery.library import MAX_ID
 from scenery.models import Candidate, Image, ImageStatus
 from tests.admin_world import AdminWorld, log_in, page_token, queued_ids
@@ -160,3 +163,21 @@ def test_no_route_answers_5xx_to_hostile_paths_queries_or_bodies(world: AdminWor
     assert client.get("/api/images", content_type="application/json").status_code == 200
     assert anonymous.sent + admin.sent < 600, (anonymous.sent, admin.sent)
     assert queued_ids(world)  # no hostile id decided anything
+
+
+@pytest.mark.parametrize("command", ["pause", "resume", "remove"])
+def test_cli_subscription_commands_refuse_ids_past_the_row_range(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """The command line takes ids too: one past what a row id can be is "no such
+    subscription", not a database error (PostgreSQL ids are 32-bit)."""
+    from click.testing import CliRunner
+
+    from scenery.cli import main
+
+    Context(settings).migrate()
+    monkeypatch.setenv("SCENERY_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("SCENERY_DATABASE_URL", settings.db_url)
+    monkeypatch.setenv("SCENERY_CLIP_MODEL", "tiny-test")
+    result = CliRunner().invoke(main, ["subscriptions", command, str(2**31)])
+    assert result.exit_code != 0 and "no subscription" in result.output, result.output
