@@ -21,6 +21,7 @@ from rich.table import Table
 
 from scenery import __version__
 from scenery.cli_admin import COMMANDS as ADMIN_COMMANDS
+from scenery.cli_backup import COMMANDS as BACKUP_COMMANDS
 from scenery.cli_curation import COMMANDS as CURATION_COMMANDS
 from scenery.cli_support import console, context, domain_errors, progress_bar
 from scenery.cli_worker import COMMANDS as WORKER_COMMANDS
@@ -280,5 +281,5 @@ def ingest(
         raise SystemExit(1)
 
 
-for _command in (*CURATION_COMMANDS, *ADMIN_COMMANDS, *WORKER_COMMANDS):
+for _command in (*CURATION_COMMANDS, *ADMIN_COMMANDS, *WORKER_COMMANDS, *BACKUP_COMMANDS):
     main.add_command(_command)

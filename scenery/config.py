@@ -189,6 +189,13 @@ class Settings(BaseSettings):
     # Workers run at a lower CPU priority, so on a shared machine web requests come first.
     worker_nice: int = Field(default=10, ge=0, le=19)
 
+    # -- backups (scenery.backup) ---------------------------------------------------------------
+    # Unset: no periodic backup. Set: the scheduling worker writes one here whenever the newest
+    # is older than the interval, then keeps only the newest ``backup_keep``.
+    backup_dir: Path | None = None
+    backup_interval_hours: float = Field(default=24.0, gt=0)
+    backup_keep: int = Field(default=7, ge=1)
+
     # Load the model and open the index in the background when the web app starts, so the
     # first search does not wait for them.
     warm_up: bool = True

@@ -1,6 +1,7 @@
 """Housekeeping a worker does on the schedule or when asked: recover expired leases (and the
 download folders of dead runs), save an index snapshot, refit the gallery model when due,
-drop long-rejected files, train the watermark detector. Each is idempotent."""
+drop long-rejected files, train the watermark detector, write a backup when due. Each is
+idempotent."""
 
 from __future__ import annotations
 
@@ -87,6 +88,14 @@ def retention(ctx: Context) -> int:
     return purge_rejected_files(ctx, ctx.settings.rejected_file_retention_days)
 
 
+def backup(ctx: Context, *, now: datetime | None = None) -> Path | None:
+    """Write a backup into SCENERY_BACKUP_DIR if one is due, keeping the newest few; its path."""
+    from scenery.backup import backup_if_due
+
+    report = backup_if_due(ctx, now=now)
+    return report.path if report else None
+
+
 def train_watermark(ctx: Context) -> None:
     from scenery.curation.gallery_training import train_gallery_watermark
 
@@ -108,4 +117,5 @@ def handlers(ctx: Context) -> dict[Job, Handler]:
         Job.REFIT: lambda: refit(ctx),
         Job.RETENTION: lambda: retention(ctx),
         Job.TRAIN_WATERMARK: lambda: train_watermark(ctx),
+        Job.BACKUP: lambda: backup(ctx),
     }

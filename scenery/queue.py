@@ -34,6 +34,7 @@ class Job(enum.StrEnum):
     RETENTION = "purge_rejected_files"  # ()
     SAVE_INDEX = "save_index"  # ()
     RECOVER_LEASES = "recover_leases"  # ()
+    BACKUP = "backup_if_due"  # ()
 
 
 # Housekeeping the scheduling worker enqueues by itself (huey's periodic tasks, checked once
@@ -43,6 +44,8 @@ PERIODIC: dict[Job, Callable[..., bool]] = {
     Job.SAVE_INDEX: crontab(minute="*/5"),
     Job.REFIT: crontab(minute="*/15"),
     Job.RETENTION: crontab(minute="23"),
+    # Hourly: it writes a backup only when the newest is SCENERY_BACKUP_INTERVAL_HOURS old.
+    Job.BACKUP: crontab(minute="41"),
 }
 
 Handler = Callable[..., Any]

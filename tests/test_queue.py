@@ -75,6 +75,7 @@ def test_housekeeping_is_periodic_only_where_the_scheduler_runs(tmp_path: Path) 
         Job.SAVE_INDEX.value,
         Job.REFIT.value,
         Job.RETENTION.value,
+        Job.BACKUP.value,
     }
 
 
