@@ -152,7 +152,12 @@ _review_command("delete", "Delete images: gone from gallery and search, files re
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--prod", is_flag=True, help="Serve with gunicorn instead of the development server.")
+@click.option(
+    "--prod",
+    is_flag=True,
+    help="Serve with gunicorn (gevent workers: slow clients hold no worker, see "
+    "scenery/serving.py) instead of the development server.",
+)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers.")
 @click.option(
     "--with-worker",
@@ -170,7 +175,8 @@ def serve(
     scenery_bin = Path(sys.executable).with_name("scenery")
     if prod:
         gunicorn = Path(sys.executable).with_name("gunicorn")
-        args = [str(gunicorn), "--bind", f"{host}:{port}", "--workers", str(workers)]
+        args = [str(gunicorn), "--config", "python:scenery.serving"]
+        args += ["--bind", f"{host}:{port}", "--workers", str(workers)]
         args += ["--access-logfile", "-", "web.wsgi:app"]
         if not with_worker:
             os.execv(str(gunicorn), args)

@@ -196,8 +196,12 @@ class Settings(BaseSettings):
     backup_interval_hours: float = Field(default=24.0, gt=0)
     backup_keep: int = Field(default=7, ge=1)
 
-    # Load the model and open the index in the background when the web app starts, so the
-    # first search does not wait for them.
+    # The production server (scenery.serving) closes a connection that sends and reads
+    # nothing for this long, so clients that vanished mid-request do not pile up.
+    client_idle_seconds: float = Field(default=60.0, gt=0)
+
+    # Load the model and open the index when the web app starts (in the background, or under
+    # the production server before it accepts a connection), so no search waits for them.
     warm_up: bool = True
 
     @field_validator("public_url")

@@ -103,11 +103,11 @@ def create_app(
         return response
 
     if settings.warm_up:
-        threading.Thread(target=_warm_up, args=(context,), name="warm-up", daemon=True).start()
+        threading.Thread(target=warm_up, args=(context,), name="warm-up", daemon=True).start()
     return app
 
 
-def _warm_up(context: Context) -> None:
+def warm_up(context: Context) -> None:
     """Load the embedder and open the index; failures surface later, on the first search."""
     try:
         context.embedder.encode_text(["warm up"])
