@@ -1,5 +1,10 @@
 """Safe download of image files from untrusted URLs: capped, timed, retried, SSRF-guarded.
 
+Each download has a total deadline (``download_total_timeout``) besides the per-read timeout:
+a host that sends a little and then nothing, or a byte every few seconds, holds a worker for
+that long at most. A download that timed out is not tried again in the same run; the pipeline
+tries it on a later one, after a backoff.
+
 The fetcher guarantees only "a complete file, within the byte cap, with the magic bytes of a
 supported image". Full validation (Pillow, the decompression-bomb guard) is the pipeline's job,
 with ``scenery.imaging.decode``: a JPEG cut short at its source still downloads here.
@@ -39,10 +44,10 @@ log = logging.getLogger(__name__)
 
 MAX_TRIES = 3
 """Attempts per URL (first try included). Downloads are one of many per post, so a small bound
-keeps a flaky host from stalling a run; the pipeline may retry a retryable failure later."""
+keeps a flaky host from stalling a run; the pipeline may retry a retryable failure later.
+Timeouts are never tried again in place: a host that stalled once would hold the run again."""
 MAX_RETRY_AFTER = 60.0
 """Longest Retry-After honoured in place; a longer ask fails (retryable) instead of blocking."""
-CHUNK_SIZE = 64 * 1024
 SNIFF_BYTES = 12  # enough for every signature below ("RIFF....WEBP" is the longest)
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 SCHEMES = frozenset({"http", "https"})
@@ -122,16 +127,17 @@ class Fetcher(ClientOwner):
     def fetch(self, url: str, dest_dir: Path) -> Fetched:
         """Download ``url`` into ``dest_dir`` as ``<sha256>.<ext>``, or raise FetchFailed."""
         dest_dir.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self._settings.download_total_timeout
         for attempt in range(1, MAX_TRIES + 1):
             try:
-                return self._fetch_once(url, dest_dir)
+                return self._fetch_once(url, dest_dir, deadline)
             except FetchFailed as exc:
-                if not exc.retryable or attempt == MAX_TRIES:
+                if not exc.retryable or exc.code == "timeout" or attempt == MAX_TRIES:
                     raise
                 delay = exc.retry_after
                 if delay is None:
                     delay = backoff_delay(attempt, self._settings)
-                if delay > MAX_RETRY_AFTER:
+                if delay > MAX_RETRY_AFTER or time.monotonic() + delay >= deadline:
                     raise
                 log.info("retrying %s in %.2fs (%s): %s", url, delay, exc.code, exc)
                 self._sleep(delay)
@@ -158,24 +164,43 @@ class Fetcher(ClientOwner):
 
     # -- one attempt -----------------------------------------------------------------------
 
-    def _fetch_once(self, url: str, dest_dir: Path) -> Fetched:
+    def _fetch_once(self, url: str, dest_dir: Path, deadline: float) -> Fetched:
         current = self._check_url(url)
         for _hop in range(self._settings.download_max_redirects + 1):
             with (
                 self._translate_errors(current),
                 self._client.stream(
-                    "GET", current, headers={"Accept": "image/*", "Accept-Encoding": "identity"}
+                    "GET",
+                    current,
+                    headers={"Accept": "image/*", "Accept-Encoding": "identity"},
+                    timeout=self._timeout(current, deadline),
                 ) as response,
             ):
                 if response.status_code in REDIRECT_STATUS:
                     current = self._redirect_target(current, response)
                     continue
                 self._check_status(current, response)
-                return self._save(current, response, dest_dir)
+                return self._save(current, response, dest_dir, deadline)
         raise FetchFailed(
             "too_many_redirects",
             f"more than {self._settings.download_max_redirects} redirects: {url}",
         )
+
+    def _timeout(self, url: httpx.URL, deadline: float) -> httpx.Timeout:
+        """The request's timeouts: the configured ones, none longer than the time left, so a
+        host that sends nothing at all is given up at the deadline too."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._out_of_time(url)
+        settings = self._settings
+        return httpx.Timeout(
+            min(settings.download_read_timeout, left),
+            connect=min(settings.download_connect_timeout, left),
+        )
+
+    def _out_of_time(self, url: httpx.URL) -> FetchFailed:
+        total = self._settings.download_total_timeout
+        return FetchFailed("timeout", f"download took over {total:g}s: {url}", retryable=True)
 
     def _check_url(self, url: str | httpx.URL) -> httpx.URL:
         try:
@@ -226,7 +251,9 @@ class Fetcher(ClientOwner):
             )
         raise FetchFailed("http_status", message)
 
-    def _save(self, url: httpx.URL, response: httpx.Response, dest_dir: Path) -> Fetched:
+    def _save(
+        self, url: httpx.URL, response: httpx.Response, dest_dir: Path, deadline: float
+    ) -> Fetched:
         limit = self._settings.download_max_bytes
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -237,7 +264,7 @@ class Fetcher(ClientOwner):
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                size, digest, kind = self._stream_to(out, url, response, limit)
+                size, digest, kind = self._stream_to(out, url, response, limit, deadline)
             final = dest_dir / f"{digest}.{FORMAT_EXTENSIONS[kind.upper()]}"
             if final.exists():  # named by content: an existing file already holds these bytes
                 tmp.unlink()
@@ -251,15 +278,19 @@ class Fetcher(ClientOwner):
         return Fetched(str(url), final, size, digest, content_type, kind)
 
     def _stream_to(
-        self, out: BinaryIO, url: httpx.URL, response: httpx.Response, limit: int
+        self, out: BinaryIO, url: httpx.URL, response: httpx.Response, limit: int, deadline: float
     ) -> tuple[int, str, str]:
         hasher = hashlib.sha256()
         head = b""
         kind: str | None = None
         size = 0
         # Raw bytes, as sent: we asked for no content coding, and decoding one here would let
-        # a small compressed chunk inflate to far more than the cap in a single step.
-        for chunk in response.iter_raw(CHUNK_SIZE):
+        # a small compressed chunk inflate to far more than the cap in a single step. Each
+        # piece is what one socket read gave (64 KiB at most), not a fixed-size chunk: a host
+        # that trickles is checked against the deadline at every byte it sends.
+        for chunk in response.iter_raw():
+            if time.monotonic() > deadline:
+                raise self._out_of_time(url)
             size += len(chunk)
             if size > limit:
                 raise FetchFailed(

@@ -35,6 +35,7 @@ from ingest.state import (
     record_resolution,
     retry_due,
     settled_posts,
+    waiting_candidates,
 )
 from ingest.summary import IngestSummary
 from ingest.work import Duplicate, Failed, Job, Prepared, prepare
@@ -190,7 +191,9 @@ class Ingest:
         self.downloads.mkdir(parents=True, exist_ok=True)
         with self.ctx.sessions() as session:
             jobs, known = [], []
-            pending = pending_candidates(session, self.subreddits)
+            now = utcnow()
+            pending = pending_candidates(session, self.subreddits, now=now)
+            self.summary.retry_waiting = waiting_candidates(session, self.subreddits, now=now)
             decided = decided_urls(session, pending)
             for candidate in pending:
                 earlier = decided.get(candidate.id)
@@ -338,7 +341,7 @@ class Ingest:
             limit = max(1, size // 4)
             try:
                 while queue:
-                    batch = []
+                    batch: list[Prepared | Failed | Duplicate] = []
                     while queue and len(batch) < limit:
                         started = time.perf_counter()
                         batch.append(queue.popleft().result())
@@ -364,7 +367,7 @@ class Ingest:
 
     def _record_failure(self, item: Failed) -> None:
         with transaction(self.ctx.sessions) as session:
-            final = record_failure(session, item)
+            final = record_failure(session, item, self.ctx.settings, utcnow())
         if final:
             self.summary.failed[item.code] += 1
         elif final is not None:

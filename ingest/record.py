@@ -5,6 +5,7 @@ transaction; the pipeline decides what goes into one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy import select
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ingest.state import MAX_ATTEMPTS, decide_candidate, finish_post_if_done
 from ingest.work import Failed, Job, Prepared
+from scenery.config import Settings
 from scenery.curation.verdicts import Decision, FilterResult
 from scenery.intake import add_image
 from scenery.models import Candidate, CandidateState, ImageStatus, Post
@@ -83,14 +85,23 @@ def reject_as_copy(
     finish_post_if_done(session, candidate.post)
 
 
-def record_failure(session: Session, item: Failed) -> bool | None:
+def record_failure(
+    session: Session, item: Failed, settings: Settings, now: datetime
+) -> bool | None:
     """Count a failed download or decode: True when the candidate failed for good, False
-    when it will be tried again next run, None when it was decided already."""
+    when a later run will try it again, None when it was decided already.
+
+    A passing failure (a timeout, a 5xx, a transfer cut short) waits before its next try:
+    ``download_retry_seconds``, three times longer after each further failure, or longer if
+    the host asked for it (Retry-After); the post stays pending meanwhile."""
     candidate = session.get(Candidate, item.job.candidate_id)
     if candidate is None or candidate.state != CandidateState.PENDING:
         return None
     candidate.attempts += 1
     if item.retryable and candidate.attempts < MAX_ATTEMPTS:
+        wait = settings.download_retry_seconds * 3 ** (candidate.attempts - 1)
+        wait = max(wait, item.retry_after or 0.0)
+        candidate.retry_at = now + timedelta(seconds=wait)
         return False
     decide_candidate(candidate, CandidateState.FAILED, item.reason, item.code, sha256=item.sha256)
     finish_post_if_done(session, candidate.post)

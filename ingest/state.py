@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from ingest.reddit import Post
@@ -158,23 +158,49 @@ def add_candidates(session: Session, row: PostRow, refs: Sequence[ImageRef]) -> 
 
 
 def pending_candidates(
-    session: Session, subreddits: Sequence[str] | None = None, limit: int | None = None
+    session: Session,
+    subreddits: Sequence[str] | None = None,
+    limit: int | None = None,
+    *,
+    now: datetime | None = None,
 ) -> list[Candidate]:
-    """Undecided candidates (of posts in ``subreddits``, any case), oldest first, with their
-    posts loaded. A run takes its own feeds' leftovers: a run of another feed may be working
-    on the rest at the same time."""
+    """Undecided candidates (of posts in ``subreddits``, any case) that are due, oldest first,
+    with their posts loaded. A run takes its own feeds' leftovers: a run of another feed may
+    be working on the rest at the same time. One whose download failed for a passing reason
+    waits until its ``retry_at``."""
     query = (
         select(Candidate)
-        .where(Candidate.state == CandidateState.PENDING)
+        .where(Candidate.state == CandidateState.PENDING, _due(now))
         .order_by(Candidate.id)
         .options(selectinload(Candidate.post))
     )
     if subreddits is not None:
-        names = [name.lower() for name in subreddits]
-        query = query.join(Candidate.post).where(func.lower(PostRow.subreddit).in_(names))
+        query = query.join(Candidate.post).where(_of_feeds(subreddits))
     if limit:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def waiting_candidates(
+    session: Session, subreddits: Sequence[str], *, now: datetime | None = None
+) -> int:
+    """How many undecided candidates of these feeds wait for a later retry of their download."""
+    query = (
+        select(func.count())
+        .select_from(Candidate)
+        .join(Candidate.post)
+        .where(Candidate.state == CandidateState.PENDING, ~_due(now), _of_feeds(subreddits))
+    )
+    return int(session.scalar(query) or 0)
+
+
+def _due(now: datetime | None) -> ColumnElement[bool]:
+    now = utcnow() if now is None else now
+    return or_(Candidate.retry_at.is_(None), Candidate.retry_at <= now)
+
+
+def _of_feeds(subreddits: Sequence[str]) -> ColumnElement[bool]:
+    return func.lower(PostRow.subreddit).in_([name.lower() for name in subreddits])
 
 
 def decided_urls(session: Session, candidates: Sequence[Candidate]) -> dict[int, Candidate]:
@@ -228,3 +254,4 @@ def decide_candidate(
     candidate.image_id = image_id
     candidate.matched_image_id = matched_image_id
     candidate.decided_at = utcnow()
+    candidate.retry_at = None

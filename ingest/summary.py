@@ -20,7 +20,8 @@ class IngestSummary:
     images_found: int = 0
     published: int = 0
     queued: int = 0
-    retry_later: int = 0
+    retry_later: int = 0  # failed this run for a passing reason: a later run tries again
+    retry_waiting: int = 0  # downloads that failed in earlier runs, waiting for their retry
     purged: int = 0  # rejected images whose files passed their retention period
     refitted: bool = False  # the gallery model was refitted before deciding
     interrupted: bool = False  # stopped before the end (worker shutdown, lease lost)
@@ -64,7 +65,8 @@ class IngestSummary:
             *((f"  failed: {code}", n) for code, n in self.failed.most_common()),
             ("posts skipped", sum(self.skipped.values())),
             *((f"  skipped: {why}", n) for why, n in self.skipped.most_common(8)),
-            ("retry next run", self.retry_later),
+            ("retry on a later run", self.retry_later),
+            ("  earlier failures waiting to retry", self.retry_waiting),
             ("listing errors", len(self.errors)),
             ("old rejected files dropped", self.purged),
             ("gallery model refitted", int(self.refitted)),

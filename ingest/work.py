@@ -59,6 +59,7 @@ class Failed:
     retryable: bool
     sha256: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    retry_after: float | None = None  # the wait the host asked for, when it asked
 
 
 @dataclass
@@ -98,7 +99,9 @@ def prepare(
     try:
         fetched = fetcher.fetch(job.url, downloads)
     except FetchFailed as exc:
-        return Failed(job, exc.code, str(exc), exc.retryable, timings=timings)
+        return Failed(
+            job, exc.code, str(exc), exc.retryable, timings=timings, retry_after=exc.retry_after
+        )
     finally:
         timings["download"] = time.perf_counter() - started
     data = fetched.path.read_bytes()

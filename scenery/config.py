@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     download_max_bytes: int = Field(default=40 * 1024 * 1024, ge=1)
     download_connect_timeout: float = Field(default=10.0, gt=0)
     download_read_timeout: float = Field(default=30.0, gt=0)
+    # The most one download may take, retries included: a host that stalls or trickles
+    # holds a worker this long at most.
+    download_total_timeout: float = Field(default=60.0, gt=0)
+    # A download that failed for a passing reason (timeout, 5xx, cut short) is tried by a
+    # later run: this long after the first failure, three times longer after the second.
+    download_retry_seconds: float = Field(default=900.0, ge=0)
     download_concurrency: int = Field(default=4, ge=1)
     download_max_redirects: int = Field(default=5, ge=0)
     # Tests only: lets downloads reach 127.0.0.1 and private ranges (never set in production).

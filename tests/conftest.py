@@ -20,7 +20,9 @@ from scenery.embed import OpenClipEmbedder
 if TYPE_CHECKING:
     from flask.testing import FlaskClient
 
+    from ingest.fetch import Fetcher
     from tests.admin_world import AdminWorld
+    from tests.fetch_host import Host, Sleeps
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
@@ -158,3 +160,43 @@ def admin(world: AdminWorld) -> FlaskClient:
     client = world.app.test_client()
     assert log_in(client) == 302
     return client
+
+
+# -- the fetch tests' image host (test_fetch*.py; builders in tests/fetch_host.py) -------------
+
+
+@pytest.fixture(scope="session")
+def image_host_server(photos: list[Path]) -> Iterator[Host]:
+    from tests.fetch_host import hosting
+
+    with hosting(photos[0].read_bytes()) as host:
+        yield host
+
+
+@pytest.fixture
+def image_host(image_host_server: Host) -> Host:
+    """The fake image host, with its observations cleared for this test."""
+    image_host_server.state.reset()
+    return image_host_server
+
+
+@pytest.fixture
+def download_dir(tmp_path: Path) -> Path:
+    return tmp_path / "downloads"
+
+
+@pytest.fixture
+def fetch_sleeps() -> Sleeps:
+    from tests.fetch_host import Sleeps
+
+    return Sleeps()
+
+
+@pytest.fixture
+def fetcher(tmp_path: Path, fetch_sleeps: Sleeps) -> Iterator[Fetcher]:
+    """A fetcher with short timeouts that records its waits instead of waiting."""
+    from ingest.fetch import Fetcher
+    from tests.fetch_host import make_settings
+
+    with Fetcher(make_settings(tmp_path), sleep=fetch_sleeps) as built:
+        yield built

@@ -64,6 +64,12 @@ class Fault:
     # with ``status=None`` the request is then answered as usual (a stalled host that recovers).
     release: threading.Event | None = None
     arrived: threading.Event = field(default_factory=threading.Event)
+    # Answer with ``body`` slowly: ``stall_after`` bytes at once, then the rest one byte every
+    # ``trickle`` seconds (a host that never quite times out) or, without ``trickle``, nothing
+    # until ``resume`` is set (a host that hangs mid-transfer). Content-Length is the whole.
+    stall_after: int | None = None
+    trickle: float | None = None
+    resume: threading.Event = field(default_factory=threading.Event)
 
     def matches(self, path: str, number: int) -> bool:
         """Whether this fault answers the request."""
@@ -269,6 +275,8 @@ class FakeReddit:
             if fault.delay:
                 time.sleep(fault.delay)
         if fault is not None and fault.status is not None:
+            if fault.stall_after is not None:
+                return _stalling(fault)
             return Response(
                 fault.body, fault.status, fault.headers, content_type=fault.content_type
             )
@@ -360,6 +368,26 @@ class FakeReddit:
             "stat": "ok",
         }
         return _json(body)
+
+
+def _stalling(fault: Fault) -> Response:
+    """A fault's answer with its body sent as ``Fault.stall_after`` and ``Fault.trickle`` say."""
+    body = fault.body.encode() if isinstance(fault.body, str) else fault.body
+    first, rest = body[: fault.stall_after], body[fault.stall_after :]
+
+    def send() -> Iterator[bytes]:
+        yield first
+        if fault.trickle is None:
+            if not fault.resume.wait(HOLD_LIMIT):
+                raise RuntimeError("a stalled body was never resumed")
+            yield rest
+            return
+        for n in range(len(rest)):
+            time.sleep(fault.trickle)
+            yield rest[n : n + 1]
+
+    headers = {**fault.headers, "Content-Length": str(len(body))}
+    return Response(send(), fault.status, headers, content_type=fault.content_type)
 
 
 def _json(body: Any, status: int = 200) -> Response:
