@@ -54,8 +54,8 @@ class ThrottlePolicy:
 
     def growing_lock(self, failures: int, limit: int) -> timedelta:
         """The lock after ``failures`` in a row where ``limit`` is the first that locks."""
-        doublings = min(failures - limit, 32)  # 2**32 locks outlast any lock_max
-        return min(self.lock * 2**doublings, self.lock_max)
+        doublings = min(max(failures - limit, 0), 32)  # 2**32 locks outlast any lock_max
+        return min(self.lock * (1 << doublings), self.lock_max)
 
 
 @dataclass(frozen=True)
