@@ -21,6 +21,10 @@ not a replacement for measuring a real collection. The index uses the project's 
 and ef_construction, and the summary checks the project's default ``index_ef_search`` (image
 queries) and ``index_text_ef`` (text queries).
 
+This file runs the benchmark; ``bench/_search_data.py`` generates the vectors (``World``),
+``bench/_search_measure.py`` builds the index and times the searches, and
+``bench/_search_report.py`` prints the tables and verdicts.
+
 Run from the repository root::
 
     python bench/search.py                      # 10k and 100k, about 2-3 minutes on 2 cores
@@ -33,13 +37,8 @@ Progress goes to stderr, the result tables to stdout.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import sys
-import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,372 +47,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench._search_data import World, image_like, make_world, text_like  # noqa: E402
+from bench._search_measure import (  # noqa: E402
+    K,
+    Row,
+    build_index,
+    exact_one,
+    exact_topk,
+    latencies_ms,
+    log,
+    measure_ef,
+    one_blas_thread,
+)
+from bench._search_report import fmt_bytes, print_table, summarise  # noqa: E402
 from scenery.config import Settings  # noqa: E402
-from scenery.index import VectorIndex  # noqa: E402
 
-K = 10
 EFS = (16, 32, 64, 128, 256, 512, 1024)
-TARGET_RECALL = 0.95
-TARGET_P50_MS = 2.0
-TARGET_SPEEDUP = 10.0
-TARGET_SIZE = 100_000
 EXACT_TIMING_QUERIES = 200
-WARMUP_QUERIES = 20
-
-_T0 = time.perf_counter()
-
-
-def log(message: str) -> None:
-    """A progress line on stderr, stamped with seconds since start."""
-    print(f"[{time.perf_counter() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm."""
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-# --- synthetic CLIP-like embeddings -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class World:
-    """A fixed random "semantic world" from which image-like and text-like vectors are drawn.
-
-    Real CLIP image embeddings are not isotropic noise (on which HNSW recall collapses): they share
-    a common offset, fall into topics and sub-topics of very uneven size, and vary within a topic
-    along a few directions only (low intrinsic dimension). The generator mimics that. Before
-    normalisation an image vector is the sum of
-
-    * ``sqrt(0.30) * mean``: one direction shared by every image (CLIP's common offset);
-    * ``sqrt(0.10) * super``: one of 24 super-cluster directions ("landscapes", "people", ...);
-    * ``sqrt(0.25) * centre``: one of 384 cluster directions, each under a random super-cluster,
-      chosen with log-normal weights (sigma 1), so some topics are far larger than others;
-    * ``sqrt(0.30) * basis @ z``: variation inside the cluster, in a random subspace of
-      rank 24 per cluster with a power-law spectrum (variance of component i ~ 1/i, so a local
-      intrinsic dimension of ~10);
-    * ``sqrt(0.05) * noise``: a little isotropic noise over all dimensions.
-
-    All directions are random unit vectors, so nearly orthogonal in 512-d. The result is
-    L2-normalised. With these weights two random images have cosine ~0.3, two images of one
-    cluster ~0.65, and an image's nearest neighbour in a 100k collection ~0.85, in line with
-    CLIP ViT-B/32 (random pairs 0.2-0.5, near neighbours 0.8-0.95).
-
-    A text-like vector is ``sqrt(0.84) * gap + sqrt(0.045) * mean + sqrt(0.065) * semantic +
-    sqrt(0.05) * noise``, normalised, where ``gap`` is a
-    direction orthogonal to the image mean (the modality gap: CLIP text and image embeddings live
-    in two separate cones) and ``semantic`` is the direction of one cluster's content (its
-    super-cluster and centre plus one draw of its in-cluster variation). It scores highest against
-    the images of its cluster, but only at cosine ~0.3 (unrelated images ~0.12), as CLIP text
-    queries do.
-    """
-
-    mean: np.ndarray
-    gap: np.ndarray
-    supers: np.ndarray
-    parent: np.ndarray
-    centres: np.ndarray
-    weights: np.ndarray
-    bases: np.ndarray
-    spectrum: np.ndarray
-
-    N_SUPER = 24
-    N_CLUSTERS = 384
-    RANK = 24
-    SPECTRUM_DECAY = 1.0
-    MEAN_VAR = 0.30
-    SUPER_VAR = 0.10
-    CENTRE_VAR = 0.25
-    LOW_RANK_VAR = 0.30
-    ISO_VAR = 0.05
-    TEXT_GAP = 0.84
-    TEXT_MEAN = 0.045
-    TEXT_SEM = 0.065
-    TEXT_NOISE = 0.05
-
-
-def make_world(dim: int, rng: np.random.Generator) -> World:
-    """Draw the shared directions, clusters and in-cluster subspaces."""
-    mean = unit(rng.standard_normal(dim))
-    gap = rng.standard_normal(dim)
-    gap = unit(gap - (gap @ mean) * mean)
-    parent = rng.integers(0, World.N_SUPER, World.N_CLUSTERS)
-    weights = rng.lognormal(0.0, 1.0, World.N_CLUSTERS)
-    bases = rng.standard_normal((World.N_CLUSTERS, dim, World.RANK)) / np.sqrt(dim)
-    spectrum = np.arange(1, World.RANK + 1) ** (-World.SPECTRUM_DECAY / 2)
-    return World(
-        mean=mean,
-        gap=gap,
-        supers=unit(rng.standard_normal((World.N_SUPER, dim))),
-        parent=parent,
-        centres=unit(rng.standard_normal((World.N_CLUSTERS, dim))),
-        weights=weights / weights.sum(),
-        bases=bases.astype(np.float32),
-        spectrum=(spectrum / np.linalg.norm(spectrum)).astype(np.float32),
-    )
-
-
-def _in_cluster(world: World, clusters: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw of in-cluster variation (norm ~1) per row, in each row's cluster subspace."""
-    z = rng.standard_normal((len(clusters), World.RANK)).astype(np.float32) * world.spectrum
-    out = np.empty((len(clusters), world.mean.shape[0]), np.float32)
-    for cluster in np.unique(clusters):
-        rows = clusters == cluster
-        out[rows] = z[rows] @ world.bases[cluster].T
-    return out
-
-
-def _topic(world: World, clusters: np.ndarray) -> np.ndarray:
-    """Super-cluster plus cluster direction of each row's cluster."""
-    return (
-        np.sqrt(World.SUPER_VAR) * world.supers[world.parent[clusters]]
-        + np.sqrt(World.CENTRE_VAR) * world.centres[clusters]
-    )
-
-
-def _noise(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
-    """Isotropic gaussian rows of norm ~1."""
-    return rng.standard_normal((n, dim)) / np.sqrt(dim)
-
-
-def image_like(world: World, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` unit vectors distributed like CLIP image embeddings."""
-    dim = world.mean.shape[0]
-    clusters = rng.choice(World.N_CLUSTERS, n, p=world.weights)
-    x = (
-        np.sqrt(World.MEAN_VAR) * world.mean
-        + _topic(world, clusters)
-        + np.sqrt(World.LOW_RANK_VAR) * _in_cluster(world, clusters, rng)
-        + np.sqrt(World.ISO_VAR) * _noise(n, dim, rng)
-    )
-    return unit(x).astype(np.float32)
-
-
-def text_like(world: World, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` unit vectors placed like CLIP text embeddings: on topic, across the modality gap."""
-    dim = world.mean.shape[0]
-    clusters = rng.choice(World.N_CLUSTERS, n, p=world.weights)
-    semantic = unit(
-        _topic(world, clusters) + np.sqrt(World.LOW_RANK_VAR) * _in_cluster(world, clusters, rng)
-    )
-    t = (
-        np.sqrt(World.TEXT_GAP) * world.gap
-        + np.sqrt(World.TEXT_MEAN) * world.mean
-        + np.sqrt(World.TEXT_SEM) * semantic
-        + np.sqrt(World.TEXT_NOISE) * _noise(n, dim, rng)
-    )
-    return unit(t).astype(np.float32)
-
-
-# --- measurements -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Build:
-    seconds: float
-    rss_delta_bytes: int
-    disk_bytes: int
-
-
-@dataclass(frozen=True)
-class Row:
-    ef: int
-    p50_ms: float
-    p99_ms: float
-    recall: float
-    speedup: float
-
-
-@dataclass(frozen=True)
-class Truth:
-    ids: np.ndarray
-    top1: np.ndarray
-    top10: np.ndarray
-
-
-def release_free_memory() -> None:
-    """Hand freed heap pages back to the OS (glibc), so an RSS delta is not hidden by reuse."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def rss_bytes() -> int:
-    """Resident set size of this process, from /proc/self/status (0 where unavailable)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def dir_bytes(directory: Path) -> int:
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
-
-
-def build_index(vectors: np.ndarray, m: int, ef_construction: int) -> tuple[VectorIndex, Build]:
-    """Insert all vectors (in a few chunks, for progress) and measure time, memory and disk."""
-    n, dim = vectors.shape
-    release_free_memory()
-    rss_before = rss_bytes()
-    start = time.perf_counter()
-    index = VectorIndex(dim, m=m, ef_construction=ef_construction, capacity=n)
-    chunks = np.array_split(np.arange(n), 10 if n >= 20_000 else 1)
-    for chunk in chunks:
-        index.add(chunk.tolist(), vectors[chunk])
-        done = int(chunk[-1]) + 1
-        log(f"  built {done:,}/{n:,} ({done / (time.perf_counter() - start):,.0f} vectors/s)")
-    seconds = time.perf_counter() - start
-    release_free_memory()
-    rss_delta = rss_bytes() - rss_before
-    with tempfile.TemporaryDirectory() as tmp:
-        index.save(Path(tmp) / "index")
-        disk = dir_bytes(Path(tmp) / "index")
-    return index, Build(seconds, rss_delta, disk)
-
-
-def exact_topk(base: np.ndarray, queries: np.ndarray, k: int = K) -> Truth:
-    """Exact top-k ids (best first) and the top-1 / k-th scores, in batches."""
-    ids = np.empty((len(queries), k), np.int64)
-    scores = np.empty((len(queries), k), np.float32)
-    for start in range(0, len(queries), 256):
-        sims = queries[start : start + 256] @ base.T
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        part_scores = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-part_scores, axis=1)
-        ids[start : start + 256] = np.take_along_axis(part, order, axis=1)
-        scores[start : start + 256] = np.take_along_axis(part_scores, order, axis=1)
-    return Truth(ids, scores[:, 0], scores[:, -1])
-
-
-def one_blas_thread() -> contextlib.AbstractContextManager[object]:
-    """Limit numpy's BLAS to one thread, like the HNSW search: a like-for-like baseline that
-    does not stall on thread hand-offs when other processes share the CPU."""
-    try:
-        from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def exact_one(base: np.ndarray, query: np.ndarray, k: int = K) -> np.ndarray:
-    """Brute-force top-k of one query: the baseline HNSW has to beat."""
-    sims = base @ query
-    top = np.argpartition(-sims, k - 1)[:k]
-    return top[np.argsort(-sims[top])]
-
-
-def latencies_ms(fn: Callable[[np.ndarray], object], queries: np.ndarray) -> np.ndarray:
-    """Wall time of ``fn`` on each query, one at a time, after a short warm-up."""
-    for query in queries[:WARMUP_QUERIES]:
-        fn(query)
-    out = np.empty(len(queries))
-    for i, query in enumerate(queries):
-        start = time.perf_counter()
-        fn(query)
-        out[i] = (time.perf_counter() - start) * 1e3
-    return out
-
-
-def measure_ef(
-    index: VectorIndex, queries: np.ndarray, truth: Truth, ef: int, exact_p50: float
-) -> Row:
-    """Latency and recall@10 of HNSW at one ef."""
-    found: list[np.ndarray] = []
-
-    def one(query: np.ndarray) -> None:
-        found.append(index.query(query, K, ef=ef)[0])
-
-    times = latencies_ms(one, queries)
-    found = found[-len(queries) :]  # drop the warm-up results
-    hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, truth.ids, strict=True))
-    p50 = float(np.percentile(times, 50))
-    return Row(
-        ef=ef,
-        p50_ms=p50,
-        p99_ms=float(np.percentile(times, 99)),
-        recall=hits / (K * len(queries)),
-        speedup=exact_p50 / p50,
-    )
-
-
-# --- reporting --------------------------------------------------------------------------------
-
-
-def fmt_bytes(n: int) -> str:
-    return f"{n / 2**20:,.1f} MiB"
-
-
-def print_table(kind: str, truth: Truth, rows: list[Row], defaults: dict[str, int]) -> None:
-    print(
-        f"\n  {kind} queries: exact top-1 cosine mean {truth.top1.mean():.3f} "
-        f"(p10 {np.percentile(truth.top1, 10):.3f}, p90 {np.percentile(truth.top1, 90):.3f}), "
-        f"10th-best mean {truth.top10.mean():.3f}"
-    )
-    print(f"  {'ef':>6} {'p50 ms':>8} {'p99 ms':>8} {'recall@10':>10} {'vs exact':>9}")
-    for row in rows:
-        note = "  <- project default" if row.ef == defaults[kind] else ""
-        print(
-            f"  {row.ef:>6} {row.p50_ms:>8.3f} {row.p99_ms:>8.3f} {row.recall:>10.4f} "
-            f"{row.speedup:>8.1f}x{note}"
-        )
-
-
-def smallest_ef(rows: list[Row], ok: Callable[[Row], bool]) -> Row | None:
-    return next((row for row in rows if ok(row)), None)
-
-
-def summarise(
-    n: int, image_rows: list[Row], text_rows: list[Row], defaults: dict[str, int]
-) -> None:
-    """One verdict line per query kind and per project default."""
-
-    def meets_target(row: Row) -> bool:
-        return (
-            row.recall >= TARGET_RECALL
-            and row.p50_ms <= TARGET_P50_MS
-            and row.speedup >= TARGET_SPEEDUP
-        )
-
-    target = f"recall@10 >= {TARGET_RECALL}, p50 <= {TARGET_P50_MS} ms, >= {TARGET_SPEEDUP:.0f}x"
-    scope = "" if n == TARGET_SIZE else f" (target is set for {TARGET_SIZE:,}; informative here)"
-    hit = smallest_ef(image_rows, meets_target)
-    if hit:
-        verdict = (
-            f"MET at ef={hit.ef}: recall {hit.recall:.3f}, p50 {hit.p50_ms:.3f} ms, "
-            f"{hit.speedup:.0f}x"
-        )
-    else:
-        best = smallest_ef(image_rows, lambda r: r.recall >= TARGET_RECALL)
-        verdict = "NOT met" + (
-            f" (recall {TARGET_RECALL} first at ef={best.ef}: p50 {best.p50_ms:.3f} ms, "
-            f"{best.speedup:.1f}x)"
-            if best
-            else f" (recall {TARGET_RECALL} not reached up to ef={image_rows[-1].ef})"
-        )
-    print(f"\n  summary n={n:,}{scope}")
-    print(f"    image-like target ({target}): {verdict}")
-    for kind, rows in (("image-like", image_rows), ("text-like", text_rows)):
-        first = smallest_ef(rows, lambda r: r.recall >= TARGET_RECALL)
-        reach = (
-            f"smallest ef with recall >= {TARGET_RECALL}: {first.ef} "
-            f"(recall {first.recall:.3f}, p50 {first.p50_ms:.3f} ms, {first.speedup:.1f}x)"
-            if first
-            else f"recall {TARGET_RECALL} not reached up to ef={rows[-1].ef}"
-        )
-        print(f"    {kind}: {reach}")
-    for kind, rows in (("image-like", image_rows), ("text-like", text_rows)):
-        setting = "index_ef_search" if kind == "image-like" else "index_text_ef"
-        row = next(r for r in rows if r.ef == defaults[kind])
-        ok = "meets" if row.recall >= TARGET_RECALL else "MISSES"
-        print(
-            f"    default {setting}={row.ef} {ok} recall {TARGET_RECALL} on {kind} queries "
-            f"(recall {row.recall:.3f}, p50 {row.p50_ms:.3f} ms)"
-        )
-
-
-# --- driver -----------------------------------------------------------------------------------
 
 
 def run_size(
