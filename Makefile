@@ -40,6 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/review_session.py
 	$(BIN)/python bench/task_queue.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/slow_clients.py
+	$(BIN)/python bench/hostile_images.py
 
 # Every benchmark at tiny sizes (what tests/test_bench.py runs): a smoke run, not figures to quote.
 bench-quick: $(STAMP)
@@ -51,6 +53,8 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/review_session.py --quick
 	$(BIN)/python bench/task_queue.py --quick
 	$(BIN)/python bench/load.py --quick
+	$(BIN)/python bench/slow_clients.py --quick
+	$(BIN)/python bench/hostile_images.py --quick
 
 # Import the sample photos with the offline tiny model (no weights to download).
 demo: $(STAMP)

@@ -15,6 +15,7 @@ import sys
 
 import pytest
 
+from tests.badfiles import HOSTILE
 from tests.conftest import CHROMIUM, PG_URL, PHOTOS, REPO
 
 NUM = r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)"
@@ -202,3 +203,32 @@ def test_load_quick_runs_one_level_against_a_real_server() -> None:
     assert p50 <= p95 <= p99 <= top
     posts, before = figures(out, rf"posts on the fake subreddit: {NUM} \({NUM} before")
     assert before == sample_photos() + 15 and posts >= before
+
+
+@pytest.mark.slow
+def test_hostile_images_quick_answers_every_file_and_reports_its_cost() -> None:
+    light = [h for h in HOSTILE if not h.heavy]
+    out = run_quick("hostile_images")
+    assert figures(out, rf"model tiny-test \(random weights\), {NUM} images in the gallery")[0] == 8
+    table = re.findall(
+        rf"^(\S.*?)\s+{NUM}\s+(200|400)\s+{NUM}\s+{NUM}\s+{NUM}  ", out, re.MULTILINE
+    )
+    assert [row[0] for row in table] == ["ordinary photo (sample JPEG)"] + [h.name for h in light]
+    photo, hostile = table[0], table[1:]
+    assert photo[2] == "200" and float(photo[3]) > 0
+    for (_name, _size, status, wall, cpu, extra), made in zip(hostile, light, strict=True):
+        assert int(status) == (400 if made.refused else 200)
+        assert float(wall) >= 0 and float(cpu) >= 0 and float(extra) >= 0
+        assert made.refused or float(wall) > 0  # a decoded giant takes measurable time
+    within, files = figures(out, rf"within 2 s and 300 MB: {NUM} of {NUM} files")
+    assert files == len(light)
+    assert within == sum(float(r[3]) <= 2 and float(r[5]) <= 300 for r in hostile)
+    assert (
+        figures(out, rf"refused or answered as the budget says: {NUM} of {NUM}") == [len(light)] * 2
+    )
+    wall, _cpu = figures(out, rf"slowest: {NUM} s wall \({NUM} s CPU\)")
+    assert wall == max(float(r[3]) for r in hostile)
+    cpu, beside = figures(out, rf"most CPU: {NUM} s \({NUM} s beside the photo\)")
+    assert cpu == max(float(r[4]) for r in hostile)
+    assert beside == pytest.approx(cpu - float(photo[4]), abs=0.011)
+    assert figures(out, rf"most memory: \+{NUM} MB")[0] == max(float(r[5]) for r in hostile)
