@@ -232,3 +232,26 @@ def test_hostile_images_quick_answers_every_file_and_reports_its_cost() -> None:
     assert cpu == max(float(r[4]) for r in hostile)
     assert beside == pytest.approx(cpu - float(photo[4]), abs=0.011)
     assert figures(out, rf"most memory: \+{NUM} MB")[0] == max(float(r[5]) for r in hostile)
+
+
+def setup_row(output: str, name: str) -> list[str]:
+    """The columns after a setup's name in bench/slow_clients.py's table."""
+    numbers = r"\s+(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(\d+) of (\d+)"
+    found = re.search(rf"^{re.escape(name)}{numbers}\s+(\d+) in \S+ s$", output, re.MULTILINE)
+    assert found, f"no row for {name!r} in:\n{output}"
+    return list(found.groups())
+
+
+@pytest.mark.slow
+def test_slow_clients_quick_shows_sync_workers_blocked_and_serve_prod_answering() -> None:
+    out = run_quick("slow_clients")
+    probes, fast, timed_out, _, _, _, answered, uploads, _ = setup_row(out, "sync workers (before)")
+    # One worker, ten half-sent requests: the sync worker answers nobody else.
+    assert int(probes) >= 1 and int(fast) == 0 and int(timed_out) == int(probes)
+    assert int(answered) < int(uploads) == 4
+    probes, fast, timed_out, p50, top, _, answered, uploads, first = setup_row(
+        out, "scenery serve --prod"
+    )
+    assert int(probes) >= 2 and int(fast) == int(probes) and int(timed_out) == 0
+    assert 0 < float(p50) <= float(top) < 1000
+    assert int(answered) == int(uploads) == 4 and first == "200"
