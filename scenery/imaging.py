@@ -19,6 +19,7 @@ from scenery.config import (
     Settings,
 )
 from scenery.errors import ImageRejected
+from scenery.image_headers import check_structure
 
 FORMAT_EXTENSIONS = {
     "JPEG": "jpg",
@@ -96,14 +97,16 @@ def decode(data: bytes, limits: ImageLimits | int, edge: int = DECODE_EDGE) -> D
     """Decode image bytes into upright RGB, or raise ImageRejected with the reason.
 
     ``limits`` (or a pixel cap alone, with the default budget) are checked against the header
-    before any pixel is decoded. JPEGs decode at the smallest DCT scale that keeps the longest
-    edge at least ``edge``: every byte is still read (so truncation is caught), at a fraction of
-    the cost. Other formats cannot be decoded smaller, so they decode at full size within the
+    before any pixel is decoded, once the header itself is known to be quick to parse
+    (``check_structure``). JPEGs decode at the smallest DCT scale that keeps the longest edge
+    at least ``edge``: every byte is still read (so truncation is caught), at a fraction of the
+    cost. Other formats cannot be decoded smaller, so they decode at full size within the
     budget and are then box-reduced a band at a time; colour conversion and orientation work
     on the reduced image.
     """
     limits = ImageLimits.of(limits)
     try:
+        check_structure(data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))

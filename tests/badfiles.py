@@ -73,7 +73,7 @@ PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
 CHUNK_BYTES = 1 << 20
 
 
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
+def png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
@@ -116,16 +116,16 @@ def png(
             row = bytes(1 + -(-pass_width * channels * depth // 8))  # filter 0, then zeros
             segments.append((row, pass_height))
     header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, int(interlaced))
-    chunks = [_png_chunk(b"IHDR", header)]
+    chunks = [png_chunk(b"IHDR", header)]
     if colour_type == 3:
         entries = palette_size or 256
-        chunks.append(_png_chunk(b"PLTE", bytes(range(256))[:entries] * 3))
+        chunks.append(png_chunk(b"PLTE", bytes(range(256))[:entries] * 3))
         if transparent:
-            chunks.append(_png_chunk(b"tRNS", bytes([0]) + bytes([255] * (entries - 1))))
+            chunks.append(png_chunk(b"tRNS", bytes([0]) + bytes([255] * (entries - 1))))
     if exif is not None:
-        chunks.append(_png_chunk(b"eXIf", exif.tobytes()[6:]))  # without the "Exif\0\0" mark
-    chunks.append(_png_chunk(b"IDAT", _repeated_deflate(segments)))
-    chunks.append(_png_chunk(b"IEND", b""))
+        chunks.append(png_chunk(b"eXIf", exif.tobytes()[6:]))  # without the "Exif\0\0" mark
+    chunks.append(png_chunk(b"IDAT", _repeated_deflate(segments)))
+    chunks.append(png_chunk(b"IEND", b""))
     return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
 
 
@@ -139,6 +139,26 @@ def gif(width: int, height: int, frames: int) -> bytes:
     # one pixel of colour 0: LZW codes clear (4), 0, end (5) at 3 bits, packed from the low bit
     pixel = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
     return screen + loop + (control + pixel) * frames + b"\x3b"
+
+
+def flooded_png(chunks: int) -> bytes:
+    """A 64x64 PNG with ``chunks`` empty private chunks before its pixels (18 MB for 1.5 M)."""
+    plain = png(64, 64)
+    return plain[:33] + png_chunk(b"scNy", b"") * chunks + plain[33:]
+
+
+def flooded_jpeg(comments: int) -> bytes:
+    """A 64x64 JPEG with ``comments`` empty comment segments before its frame."""
+    plain = saved(Image.new("RGB", (64, 64)), "JPEG")
+    return plain[:2] + b"\xff\xfe\x00\x02" * comments + plain[2:]
+
+
+def flooded_gif(blocks: int) -> bytes:
+    """A 64x64 GIF whose one comment extension has ``blocks`` one-byte sub-blocks."""
+    plain = gif(64, 64, 1)
+    screen = 13 + 6  # header, screen descriptor, two-colour table
+    comment = b"\x21\xfe" + b"\x01 " * blocks + b"\x00"
+    return plain[:screen] + comment + plain[screen:]
 
 
 def saved(image: Image.Image, fmt: str, **params: Any) -> bytes:
@@ -194,6 +214,9 @@ HOSTILE = [
         False,
     ),
     Hostile("GIF, 200000 frames", lambda: gif(64, 64, 200_000), False),
+    Hostile("PNG of 1500000 empty chunks", lambda: flooded_png(1_500_000), True),
+    Hostile("JPEG of 4500000 comments", lambda: flooded_jpeg(4_500_000), True),
+    Hostile("GIF of 6000000 comment blocks", lambda: flooded_gif(6_000_000), True),
     Hostile("GIF, 10000x10000 screen", lambda: gif(10_000, 10_000, 2), False),
     Hostile(
         "EXIF-rotated 10000x10000 JPEG",

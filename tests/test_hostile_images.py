@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from tests.fakes.embedders import ColourEmbedder
 from tests.helpers import PALETTE, import_colours
 from web import create_app
 
-GUARDS = ("aspect guard", "decode budget", "decompression bomb guard")
+GUARDS = ("aspect guard", "decode budget", "decompression bomb guard", "structure guard")
 
 
 def sqlite_settings(root: Path) -> Settings:
@@ -55,7 +56,7 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def search_by(client: FlaskClient, data: bytes, name: str = "upload.png") -> tuple[int, dict]:
+def search_by(client: FlaskClient, data: bytes, name: str = "upload.png") -> tuple[int, Any]:
     response = client.post("/api/search/image", data={"image": (io.BytesIO(data), name)})
     return response.status_code, response.get_json()
 
