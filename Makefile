@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/slow_clients.py
 	$(BIN)/python bench/hostile_images.py
+	$(BIN)/python bench/backup.py
 
 # Every benchmark at tiny sizes (what tests/test_bench.py runs): a smoke run, not figures to quote.
 bench-quick: $(STAMP)
@@ -55,6 +56,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/load.py --quick
 	$(BIN)/python bench/slow_clients.py --quick
 	$(BIN)/python bench/hostile_images.py --quick
+	$(BIN)/python bench/backup.py --quick
 
 # Import the sample photos with the offline tiny model (no weights to download).
 demo: $(STAMP)

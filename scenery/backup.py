@@ -18,7 +18,6 @@ import contextlib
 import logging
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from scenery.backup_manifest import (
     BackupError,
     FileEntry,
     Manifest,
+    Stopwatch,
     backup_name,
     complete_backups,
     copy_hashed,
@@ -61,14 +61,14 @@ class BackupReport:
     linked: int = 0  # originals hard-linked from the previous backup
     vanished: list[int] = field(default_factory=list)
     missing: list[int] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
 
 
 def write_backup(
     ctx: Context, dest: Path, *, now: datetime | None = None, on_progress: Progress | None = None
 ) -> BackupReport:
     """Write a backup of the gallery into ``dest/scenery-<time>``; return what it holds."""
-    started = time.perf_counter()
+    clock = Stopwatch()
     now = utcnow() if now is None else now
     dest = dest.expanduser().resolve()
     dest.mkdir(parents=True, exist_ok=True)
@@ -79,11 +79,13 @@ def write_backup(
     staging.mkdir(mode=0o700)  # it holds password hashes and the secret key
     try:
         snapshot = snapshot_database(ctx.engine, staging)
+        clock.lap("database")
         copier = _Copier(ctx.storage, staging / FILES, _previous(dest))
         gone = copier.images(snapshot.kept, on_progress)
         copier.tree(ctx.settings.models_dir, skip_top={CLIP_CACHE})
         with contextlib.suppress(NotFound):  # none when SCENERY_SECRET_KEY is set
             copier.file("secret_key")
+        clock.lap("files")
         manifest = Manifest(now, __version__, snapshot.dump, snapshot.images, copier.entries)
         report = BackupReport(final, snapshot.images, len(copier.entries), copier.bytes)
         report.linked = copier.linked
@@ -91,10 +93,11 @@ def write_backup(
         manifest.write(staging)
         os.sync()  # everything on disk before the name says the backup is whole
         staging.rename(final)
+        clock.lap("sync")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    report.seconds = time.perf_counter() - started
+    report.seconds = clock.seconds
     log.info("backup %s: %d files, %d bytes", final, report.files, report.bytes)
     return report
 

@@ -120,8 +120,11 @@ def check_target(dump: DatabaseDump, url: str) -> list[str]:
         path = sqlite_path(target)
         if not path.exists():
             return []
-        with closing(sqlite3.connect(path)) as conn:
-            return [row[0] for row in conn.execute("SELECT name FROM sqlite_master")]
+        try:
+            with closing(sqlite3.connect(path)) as conn:
+                return [row[0] for row in conn.execute("SELECT name FROM sqlite_master")]
+        except sqlite3.DatabaseError as exc:
+            raise BackupError(f"{path} is there and is no SQLite database: {exc}") from exc
     engine = create_engine(target)
     try:
         with engine.connect() as conn:

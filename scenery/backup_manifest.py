@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +107,20 @@ class Manifest:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise BackupError(f"{path} is damaged: {exc}") from exc
+
+
+class Stopwatch:
+    """Seconds spent in each stage of a backup or restore, in order."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        """The stage that just ended."""
+        now = time.perf_counter()
+        self.seconds[stage] = now - self._last
+        self._last = now
 
 
 def copy_hashed(source: Path, target: Path) -> tuple[int, str]:

@@ -40,7 +40,8 @@ def backup(obj: dict[str, Any], dest: Path, keep: int | None) -> None:
     click.echo(f"backup: {report.path}")
     click.echo(
         f"images: {counts or 'none'}; {report.files} files, {_mib(report.bytes)} "
-        f"({report.linked} originals linked from the previous backup) in {report.seconds:.1f} s"
+        f"({report.linked} originals linked from the previous backup) in "
+        f"{sum(report.seconds.values()):.1f} s"
     )
     if report.vanished:
         click.echo(f"deleted while the backup ran (kept deleted): {report.vanished}")
@@ -79,6 +80,7 @@ def restore(obj: dict[str, Any], source: Path, force: bool, check: bool) -> None
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report.images.items()))
     click.echo(f"restored: {counts or 'no images'}; {report.files} files, {_mib(report.bytes)}")
     click.echo(f"schema migrated from {report.revision}; index rebuilt: {report.indexed} images")
+    click.echo(f"in {sum(report.seconds.values()):.1f} s")
     if report.findings.ok:
         click.echo("ok: database, files and index agree")
         return

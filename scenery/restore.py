@@ -21,7 +21,15 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from scenery.backup_db import check_target, restore_database, sqlite_path
-from scenery.backup_manifest import FILES, BackupError, FileEntry, Manifest, copy_hashed, hash_file
+from scenery.backup_manifest import (
+    FILES,
+    BackupError,
+    FileEntry,
+    Manifest,
+    Stopwatch,
+    copy_hashed,
+    hash_file,
+)
 from scenery.config import Settings
 from scenery.context import Context
 from scenery.db import transaction
@@ -44,6 +52,7 @@ class RestoreReport:
     revision: str | None  # the schema revision of the backup, before migrating
     indexed: int
     findings: Findings
+    seconds: dict[str, float]  # per stage
 
 
 def verify_backup(source: Path, on_progress: Progress | None = None) -> Manifest:
@@ -66,6 +75,7 @@ def restore_backup(
     on_progress: Progress | None = None,
 ) -> RestoreReport:
     """Restore the backup in ``source`` into the data dir and database of ``settings``."""
+    clock = Stopwatch()
     manifest = _read(source)
     tables = check_target(manifest.database, settings.db_url)
     if not force:
@@ -76,20 +86,26 @@ def restore_backup(
     staging = settings.root / f".restore-{uuid.uuid4().hex[:8]}"
     try:
         copied = _stage(source, manifest.files, staging, on_progress)
+        clock.lap("check and copy files")
         if force:
-            _clear(settings)
+            _clear(settings, staging)
         restore_database(manifest.database, dump, settings.db_url, force=force)
+        clock.lap("database")
         _move_into(staging, settings.root)
         os.sync()
+        clock.lap("sync")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     ctx = Context(settings, embedder=embedder)
     try:
         ctx.migrate()
         _apply_vanished(ctx, manifest.vanished)
+        clock.lap("migrate")
         index = ctx.index  # no snapshot in the data dir: built from the database
         index.save()
+        clock.lap("index")
         findings = examine(ctx)
+        clock.lap("doctor")
     finally:
         ctx.close()
     return RestoreReport(
@@ -99,6 +115,7 @@ def restore_backup(
         manifest.database.revision,
         len(index),
         findings,
+        clock.seconds,
     )
 
 
@@ -172,11 +189,14 @@ def _stage(
     return total
 
 
-def _clear(settings: Settings) -> None:
+def _clear(settings: Settings, staging: Path) -> None:
     """Remove the gallery's files from the data dir (--force), keeping the CLIP cache."""
     root = settings.root
     for name in ("images", "thumbs", "index", "tmp"):
         shutil.rmtree(root / name, ignore_errors=True)
+    for old in root.glob(".restore-*"):  # left by a restore that was killed
+        if old != staging:
+            shutil.rmtree(old, ignore_errors=True)
     (root / "secret_key").unlink(missing_ok=True)
     if settings.models_dir.is_dir():
         for path in settings.models_dir.iterdir():

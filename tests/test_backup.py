@@ -296,27 +296,38 @@ def test_restore_refuses_a_gallery_unless_forced(
 # -- races and old backups --------------------------------------------------------------------
 
 
-def test_an_image_deleted_while_its_files_are_copied_stays_deleted(
-    small: Context, target: Settings, tiny_embedder: OpenClipEmbedder, tmp_path: Path
+def test_changes_while_the_files_are_copied_leave_a_whole_backup(
+    small: Context,
+    target: Settings,
+    tiny_embedder: OpenClipEmbedder,
+    photos: list[Path],
+    tmp_path: Path,
 ) -> None:
-    """The snapshot still has image 3 published; the delete that removed its files before
-    they were copied is applied by the restore, so no row names a file the backup lacks."""
+    """After the snapshot, image 3 is deleted (its files go before they are copied) and a new
+    photo is imported (its row is not in the snapshot). The restore applies the delete, so no
+    row names a file the backup lacks, and leaves the newcomer out, files and all."""
+    added: list[int] = []
 
-    def delete_three(done: int, _total: int) -> None:
+    def meanwhile(done: int, _total: int) -> None:
         if done == 1:  # the snapshot is taken; image 1's files are copied, 3's are not yet
             with transaction(small.sessions) as session:
                 files = review.delete(session, [3], "test")
             review.remove_files(small.storage, files)
+            added.extend(image_id for _, image_id in Importer(small).run(photos[4:5]).imported)
 
-    report = write_backup(small, tmp_path / "backups", on_progress=delete_three)
-    assert report.vanished == [3] and report.images["published"] == 3
+    report = write_backup(small, tmp_path / "backups", on_progress=meanwhile)
+    assert report.vanished == [3] and report.images == {"published": 3, "queued": 1}
     result = restore_backup(report.path, target, embedder=tiny_embedder)
     assert result.findings.ok, result.findings.lines()
     back = Context(target, embedder=tiny_embedder)
     try:
-        assert gallery(back) == gallery(small)
-        with back.sessions() as session:
-            assert session.scalar(select(Image.status).where(Image.id == 3)) == ImageStatus.DELETED
+        live, restored = gallery(small), gallery(back)
+        (newcomer,) = added
+        assert restored.rows == [row for row in live.rows if row[0] != newcomer]
+        new_sha = next(row[1] for row in live.rows if row[0] == newcomer)
+        assert restored.files == {p: h for p, h in live.files.items() if new_sha not in p}
+        assert {row[0]: row[3] for row in restored.rows}[3] == ImageStatus.DELETED.value
+        assert newcomer not in {hit for hits in restored.searches.values() for hit, _ in hits}
     finally:
         back.close()
 

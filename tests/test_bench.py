@@ -255,3 +255,30 @@ def test_slow_clients_quick_shows_sync_workers_blocked_and_serve_prod_answering(
     assert int(probes) >= 2 and int(fast) == int(probes) and int(timed_out) == 0
     assert 0 < float(p50) <= float(top) < 1000
     assert int(answered) == int(uploads) == 4 and first == "200"
+
+
+@pytest.mark.slow
+def test_backup_quick_times_backup_and_restore_on_both_databases() -> None:
+    out = run_quick("backup", "--pg-url", PG_URL)
+    assert figures(out, rf"^gallery: {NUM} images")[0] == 120
+    for kind in ("sqlite", "postgresql"):
+
+        def seconds(stage: str, kind: str = kind) -> float:
+            return figures(out, rf"^{kind}\s+{re.escape(stage)}\s+{NUM}")[0]
+
+        backup = [seconds(f"backup: {s}") for s in ("database", "files", "sync")]
+        assert min(backup) >= 0
+        assert seconds("backup: total") == pytest.approx(sum(backup), abs=0.003)
+        steps = ("check and copy files", "database", "sync", "migrate", "index", "doctor")
+        restore = [seconds(f"restore: {s}") for s in steps]
+        assert min(restore) >= 0
+        assert seconds("restore: total") == pytest.approx(sum(restore), abs=0.005)
+        linked, new, size, share = figures(
+            out,
+            rf"^{kind}: second backup linked {NUM} originals and wrote {NUM} MiB new on disk of "
+            rf"{NUM} MiB \({NUM}%\)",
+        )
+        assert linked == 120 and 0 < new < size
+        # both sizes are printed to 0.05 MiB, the share to 0.05%
+        assert (new - 0.05) / (size + 0.05) * 100 - 0.05 <= share
+        assert share <= (new + 0.05) / (size - 0.05) * 100 + 0.05
