@@ -161,7 +161,7 @@ def report(model: str, dim: int, best: PipelineRun, alone: Timed, repeats: int) 
         f"({summary.published} published) in {best.seconds:.1f} s (fastest of {repeats})"
     )
     print(f"{'stage (summed over items/threads)':36} {'ms/image':>9}")
-    for stage, seconds in summary.seconds.most_common():
+    for stage, seconds in sorted(summary.seconds.items(), key=lambda item: -item[1]):
         print(f"{stage:36} {seconds / max(best.decided, 1) * 1000:9.2f}")
     print(f"pipeline throughput:   {best.rate:7.1f} images/s")
     print(f"embedding alone:       {alone.rate:7.1f} images/s")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -31,7 +31,7 @@ class IngestSummary:
     queued_for: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)  # download/decode failures by code
     errors: list[str] = field(default_factory=list)
-    seconds: Counter[str] = field(default_factory=Counter)  # per stage, summed over items
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def add_time(self, stage: str, seconds: float) -> None:
         self.seconds[stage] += seconds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -94,7 +94,9 @@ def decide(results: Sequence[FilterResult]) -> tuple[Decision, list[FilterResult
 
 
 def prepare_filters(
-    filters: Sequence[Filter], batch: Sequence[Facts], seconds: Counter[str] | None = None
+    filters: Sequence[Filter],
+    batch: Sequence[Facts],
+    seconds: defaultdict[str, float] | None = None,
 ) -> None:
     """Let the filters that work batch-wise do their model work for the whole batch."""
     for f in filters:
@@ -106,7 +108,7 @@ def prepare_filters(
 
 
 def run_filters(
-    filters: Sequence[Filter], facts: Facts, seconds: Counter[str] | None = None
+    filters: Sequence[Filter], facts: Facts, seconds: defaultdict[str, float] | None = None
 ) -> list[FilterResult]:
     """Every filter's result on one candidate, timing each filter when asked."""
     results = []
