@@ -18,8 +18,9 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -48,7 +49,11 @@ from scenery.storage import Storage
 log = logging.getLogger(__name__)
 
 CLIP_CACHE = "open_clip"  # under models/: downloaded weights, fetched again on first use
-ABANDONED_AFTER = timedelta(hours=24)  # a partial backup this old was left by a killed process
+HEARTBEAT_SECONDS = 60.0  # a backup under way touches its folder this often
+# A partial backup untouched this long was left by a killed process: deleted, and no obstacle
+# to the next one. (File times come from the file system's clock: machines that share the
+# backup folder must agree on the time within minutes, as NTP keeps them.)
+ABANDONED_AFTER = timedelta(minutes=10)
 Progress = Callable[[int, int], None]
 
 
@@ -78,20 +83,8 @@ def write_backup(
     staging = dest / f".{final.name}.{uuid.uuid4().hex[:8]}.partial"
     staging.mkdir(mode=0o700)  # it holds password hashes and the secret key
     try:
-        snapshot = snapshot_database(ctx.engine, staging)
-        clock.lap("database")
-        copier = _Copier(ctx.storage, staging / FILES, _previous(dest))
-        gone = copier.images(snapshot.kept, on_progress)
-        copier.tree(ctx.settings.models_dir, skip_top={CLIP_CACHE})
-        with contextlib.suppress(NotFound):  # none when SCENERY_SECRET_KEY is set
-            copier.file("secret_key")
-        clock.lap("files")
-        manifest = Manifest(now, __version__, snapshot.dump, snapshot.images, copier.entries)
-        report = BackupReport(final, snapshot.images, len(copier.entries), copier.bytes)
-        report.linked = copier.linked
-        _sort_gone(ctx, gone, manifest, report)
-        manifest.write(staging)
-        os.sync()  # everything on disk before the name says the backup is whole
+        with _heartbeat(staging):
+            report = _write(ctx, staging, final, now, clock, on_progress)
         staging.rename(final)
         clock.lap("sync")
     except BaseException:
@@ -100,6 +93,52 @@ def write_backup(
     report.seconds = clock.seconds
     log.info("backup %s: %d files, %d bytes", final, report.files, report.bytes)
     return report
+
+
+def _write(
+    ctx: Context,
+    staging: Path,
+    final: Path,
+    now: datetime,
+    clock: Stopwatch,
+    on_progress: Progress | None,
+) -> BackupReport:
+    """The backup's contents into ``staging``: database, files, manifest, all on disk."""
+    snapshot = snapshot_database(ctx.engine, staging)
+    clock.lap("database")
+    copier = _Copier(ctx.storage, staging / FILES, _previous(final.parent))
+    gone = copier.images(snapshot.kept, on_progress)
+    copier.tree(ctx.settings.models_dir, skip_top={CLIP_CACHE})
+    with contextlib.suppress(NotFound):  # none when SCENERY_SECRET_KEY is set
+        copier.file("secret_key")
+    clock.lap("files")
+    manifest = Manifest(now, __version__, snapshot.dump, snapshot.images, copier.entries)
+    report = BackupReport(final, snapshot.images, len(copier.entries), copier.bytes)
+    report.linked = copier.linked
+    _sort_gone(ctx, gone, manifest, report)
+    manifest.write(staging)
+    os.sync()  # everything on disk before the name says the backup is whole
+    return report
+
+
+@contextlib.contextmanager
+def _heartbeat(folder: Path) -> Iterator[None]:
+    """Touch ``folder`` every ``HEARTBEAT_SECONDS`` while the block runs, so that others can
+    tell a backup under way from one a killed process left."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            with contextlib.suppress(OSError):
+                os.utime(folder)
+
+    thread = threading.Thread(target=beat, name="backup-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 class _Copier:
@@ -123,8 +162,8 @@ class _Copier:
         gone = []
         for done, image in enumerate(kept, 1):
             if self._original(image):
-                thumb = self.storage.thumb_path(image.sha256, GRID_THUMB)
                 with contextlib.suppress(NotFound):  # a missing one is rendered on request
+                    thumb = self.storage.thumb_path(image.sha256, GRID_THUMB)
                     self.file(thumb.relative_to(self.root).as_posix())
             else:
                 gone.append(image)
@@ -237,7 +276,7 @@ def backup_if_due(ctx: Context, *, now: datetime | None = None) -> BackupReport 
     now = utcnow() if now is None else now
     interval = timedelta(hours=ctx.settings.backup_interval_hours)
     done = complete_backups(folder)
-    running = [m for m, _ in partial_backups(folder) if now - m < ABANDONED_AFTER]
+    running = [path for touched, path in partial_backups(folder) if now - touched < ABANDONED_AFTER]
     if (done and now - done[-1][0] < interval) or running:
         return None
     report = write_backup(ctx, folder, now=now)
@@ -246,11 +285,11 @@ def backup_if_due(ctx: Context, *, now: datetime | None = None) -> BackupReport 
 
 
 def prune_backups(folder: Path, keep: int, *, now: datetime | None = None) -> list[Path]:
-    """Delete all but the newest ``keep`` whole backups, and partial ones abandoned a day ago;
-    other entries of the folder are not ours and stay. Returns what was deleted."""
+    """Delete all but the newest ``keep`` whole backups, and partial ones left by a killed
+    process; other entries of the folder are not ours and stay. Returns what was deleted."""
     now = utcnow() if now is None else now
     old = [path for _, path in complete_backups(folder)[:-keep]]
-    old += [path for moment, path in partial_backups(folder) if now - moment >= ABANDONED_AFTER]
+    old += [path for touched, path in partial_backups(folder) if now - touched >= ABANDONED_AFTER]
     for path in old:
         shutil.rmtree(path)
         log.info("deleted old backup %s", path)

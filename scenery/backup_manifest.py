@@ -16,6 +16,7 @@ complete, so a folder with the backup name is always whole.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -152,9 +153,9 @@ def backup_name(moment: datetime) -> str:
     return f"scenery-{moment.astimezone(UTC).strftime(TIME_FORMAT)}"
 
 
-def name_time(name: str, pattern: re.Pattern[str] = NAME_RE) -> datetime | None:
-    """The time in a backup's (or a partial backup's) folder name, if it is one."""
-    found = pattern.match(name)
+def name_time(name: str) -> datetime | None:
+    """The time in a backup's folder name, if it is one."""
+    found = NAME_RE.match(name)
     if not found:
         return None
     return datetime.strptime(found.group(1), TIME_FORMAT).replace(tzinfo=UTC)
@@ -173,12 +174,13 @@ def complete_backups(folder: Path) -> list[tuple[datetime, Path]]:
 
 
 def partial_backups(folder: Path) -> list[tuple[datetime, Path]]:
-    """Backups being written (or abandoned by a killed process), oldest first."""
+    """Backups being written (or abandoned by a killed process), each with when it was last
+    touched (a backup under way touches its folder every ``HEARTBEAT_SECONDS``)."""
     if not folder.is_dir():
         return []
     found = []
     for path in folder.iterdir():
-        moment = name_time(path.name, PARTIAL_RE)
-        if moment is not None:
-            found.append((moment, path))
+        if PARTIAL_RE.match(path.name):
+            with contextlib.suppress(FileNotFoundError):  # renamed or removed meanwhile
+                found.append((datetime.fromtimestamp(path.stat().st_mtime, UTC), path))
     return sorted(found)

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from ingest.runner import run_ingest
 from scenery import housekeeping, review
 from scenery.backup import write_backup
-from scenery.backup_manifest import BackupError, Manifest
+from scenery.backup_manifest import BackupError, Manifest, complete_backups
 from scenery.cli import main
 from scenery.config import GRID_THUMB, Settings
 from scenery.context import Context
@@ -385,6 +385,14 @@ def test_a_public_schema_restores_into_a_new_database(
 # -- the periodic backup ------------------------------------------------------------------------
 
 
+def partial(folder: Path, token: str, touched: datetime) -> Path:
+    """A partial backup's folder, last touched at ``touched``."""
+    path = folder / f".scenery-{touched:%Y%m%dT%H%M%SZ}.{token}.partial"
+    path.mkdir(parents=True, exist_ok=True)
+    os.utime(path, (touched.timestamp(), touched.timestamp()))
+    return path
+
+
 @SQLITE_ONLY
 def test_the_periodic_backup_runs_when_due_and_keeps_the_newest(
     settings: Settings, tiny_embedder: OpenClipEmbedder, photos: list[Path], tmp_path: Path
@@ -400,8 +408,9 @@ def test_the_periodic_backup_runs_when_due_and_keeps_the_newest(
     try:
         assert not Importer(ctx).run(photos[:2]).failed
         start = utcnow().replace(microsecond=0)
-        abandoned = folder / f".scenery-{(start - timedelta(days=2)):%Y%m%dT%H%M%SZ}.0a1b.partial"
-        abandoned.mkdir(parents=True)
+        # Left by a killed worker: untouched for an hour (a backup under way touches its
+        # folder every minute). It holds nothing back, and goes.
+        abandoned = partial(folder, "0a1b", touched=start - timedelta(hours=1))
         other = folder / "notes.txt"  # not ours: never deleted
         other.write_text("hello")
         made = []
@@ -421,10 +430,16 @@ def test_the_periodic_backup_runs_when_due_and_keeps_the_newest(
             linked = [os.stat(b / "files" / relpath).st_ino for b in (newest, before)]
             assert linked[0] == linked[1]
         verify_backup(newest)
-        # A backup under way (a partial younger than a day) holds the next one back.
-        running = folder / f".scenery-{start + timedelta(hours=119):%Y%m%dT%H%M%SZ}.9f9f.partial"
-        running.mkdir()
-        assert housekeeping.backup(ctx, now=start + timedelta(hours=120)) is None
+        assert not abandoned.exists()
+        # A backup under way (touched two minutes ago) holds the next one back; once it has
+        # not been touched for 11 minutes it was abandoned, and the next one goes ahead.
+        later = start + timedelta(hours=120)
+        running = partial(folder, "9f9f", touched=later - timedelta(minutes=2))
+        assert housekeeping.backup(ctx, now=later) is None
+        stale = (later - timedelta(minutes=11)).timestamp()
+        os.utime(running, (stale, stale))
+        assert housekeeping.backup(ctx, now=later) is not None
+        assert not running.exists() and len(complete_backups(folder)) == 3
     finally:
         ctx.close()
 
