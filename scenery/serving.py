@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from gevent import monkey
 from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -38,7 +39,7 @@ from scenery.config import load_settings
 BOOT_SECONDS = 600
 
 
-class Worker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no type hints
+class SceneryGeventWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no type hints
     """gunicorn's gevent worker, with an idle deadline on every connection and a heartbeat
     while the app loads."""
 
@@ -66,8 +67,6 @@ class Worker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no type hint
 def heartbeat(notify: Callable[[], object], every: float, at_most: float) -> Iterator[None]:
     """Call ``notify`` every ``every`` seconds from a native thread while the block runs, for
     at most ``at_most`` seconds (a greenlet would not run while the block keeps the CPU)."""
-    from gevent import monkey
-
     start_thread = monkey.get_original("_thread", "start_new_thread")
     sleep = monkey.get_original("time", "sleep")
     running = [True]
@@ -87,7 +86,7 @@ def heartbeat(notify: Callable[[], object], every: float, at_most: float) -> Ite
 
 # -- gunicorn settings (module-level names that gunicorn reads) -------------------------------
 
-worker_class = Worker
+worker_class = SceneryGeventWorker
 # Connections one worker holds at once, slow ones included; past this it stops accepting
 # until one ends (the listen backlog queues the rest).
 worker_connections = 1000
