@@ -293,6 +293,17 @@ def test_restore_refuses_a_gallery_unless_forced(
         back.close()
 
 
+@SQLITE_ONLY
+def test_a_sqlite_backup_is_refused_by_a_postgresql_target(
+    small: Context, restore_db: str, tiny_embedder: OpenClipEmbedder, tmp_path: Path
+) -> None:
+    report = write_backup(small, tmp_path / "backups")
+    elsewhere = Settings(data_dir=tmp_path / "elsewhere", database_url=restore_db)
+    with pytest.raises(BackupError, match=r"holds a sqlite database .* names a postgresql one"):
+        restore_backup(report.path, elsewhere, embedder=tiny_embedder)
+    assert not (tmp_path / "elsewhere").exists()
+
+
 # -- races and old backups --------------------------------------------------------------------
 
 
