@@ -36,6 +36,9 @@ def test_doctor_fix_during_an_ingest_loses_nothing(
             clip_batch_size=1,
             download_concurrency=1,
             nsfw_nudenet=False,
+            # The held download must outlast the doctor's work, however slow the machine.
+            download_read_timeout=120.0,
+            download_total_timeout=120.0,
         )
         ctx = Context(settings, embedder=tiny_embedder)
         ctx.migrate()
