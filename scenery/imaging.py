@@ -216,37 +216,40 @@ def reduced_rgb(img: Image.Image, edge: int) -> Image.Image:
     if factor == 1:
         return to_rgb(img)
     extrema = _extrema(img)
-    if img.mode == "P":
-        img = _opaque_palette(img)
+    palette = _opaque_palette(img) if img.mode == "P" else None
     width, height = img.size
     out = Image.new("RGB", (-(-width // factor), -(-height // factor)))
     rows = factor * max(1, BAND_PIXELS // (width * factor))  # whole boxes per band
     for top in range(0, height, rows):
-        band = _reducible(img.crop((0, top, width, min(height, top + rows))))
+        band = _reducible(img.crop((0, top, width, min(height, top + rows))), palette)
         out.paste(to_rgb(band.reduce(factor), extrema), (0, top // factor))
     return out
 
 
-def _reducible(band: Image.Image) -> Image.Image:
+def _reducible(band: Image.Image, palette: bytes | None) -> Image.Image:
     """A band in a mode that box-reduces as it looks (any alpha and any depth kept)."""
     if band.mode in REDUCE_FIRST:
         return band
     if band.mode == "1":
         return band.convert("L")
-    if band.mode == "P":  # already opaque: see _opaque_palette
+    if band.mode == "P":
+        if palette is not None:
+            band.putpalette(palette, "RGB")
+            band.info.pop("transparency", None)
         return band.convert("RGB")
     if band.mode.startswith("I;16"):
         return band.convert("I")
     return to_rgb(band)
 
 
-def _opaque_palette(img: Image.Image) -> Image.Image:
-    """A palette image with its transparency blended onto white in the palette itself, so that
-    converting it to RGB flattens it (only 256 colours to blend, not every pixel)."""
+def _opaque_palette(img: Image.Image) -> bytes | None:
+    """A palette image's colours with its transparency blended onto white, so that a band
+    converts to flattened RGB at once (256 colours blended, not every pixel); None when it
+    has no transparency."""
     transparency = img.info.get("transparency")
     palette = img.getpalette("RGB")
     if transparency is None or not palette:
-        return img
+        return None
     colours = np.asarray(palette, dtype=np.int32).reshape(-1, 3)
     alpha = np.full(len(colours), 255, dtype=np.int32)
     if isinstance(transparency, int):
@@ -255,10 +258,7 @@ def _opaque_palette(img: Image.Image) -> Image.Image:
         given = np.frombuffer(bytes(transparency), dtype=np.uint8)[: len(colours)]
         alpha[: len(given)] = given
     blended = (colours * alpha[:, None] + 255 * (255 - alpha[:, None]) + 127) // 255
-    opaque = img.copy() if img.size[0] * img.size[1] <= BAND_PIXELS else img
-    opaque.putpalette(blended.astype(np.uint8).tobytes(), "RGB")
-    opaque.info.pop("transparency", None)
-    return opaque
+    return blended.astype(np.uint8).tobytes()
 
 
 def _extrema(img: Image.Image) -> tuple[float, float] | None:
