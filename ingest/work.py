@@ -16,6 +16,7 @@ from ingest.fetch import Fetcher, FetchFailed
 from scenery.config import GRID_THUMB, Settings
 from scenery.curation.watermark import DETAIL, detail_view
 from scenery.errors import ImageRejected
+from scenery.imaging import ImageLimits
 from scenery.intake import StoredFile, store_file
 from scenery.models import Candidate
 from scenery.storage import Storage
@@ -115,7 +116,7 @@ def prepare(
             data,
             fetched.sha256,
             storage,
-            settings.max_image_pixels,
+            ImageLimits.from_settings(settings),
             edge=DETAIL if detail else WORK_EDGE,
             detail=detail_view if detail else None,
             timings=timings,

@@ -18,6 +18,7 @@ from scenery.batches import chunked
 from scenery.context import Context
 from scenery.db import transaction
 from scenery.errors import ImageRejected
+from scenery.imaging import ImageLimits
 from scenery.intake import StoredFile, add_image, store_file
 from scenery.library import find_by_sha
 from scenery.models import ImageStatus
@@ -129,7 +130,7 @@ class Importer:
     def _prepare_or_reason(self, item: tuple[Path, str, bytes]) -> tuple[Path, StoredFile] | str:
         path, sha, data = item
         try:
-            max_pixels = self.ctx.settings.max_image_pixels
+            max_pixels = ImageLimits.from_settings(self.ctx.settings)
             return path, store_file(data, sha, self.ctx.storage, max_pixels)
         except ImageRejected as exc:
             return exc.reason

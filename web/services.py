@@ -10,7 +10,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from scenery.context import Context
 from scenery.errors import SceneryError
-from scenery.imaging import Decoded, decode
+from scenery.imaging import Decoded, ImageLimits, decode
 
 
 class BadRequest(SceneryError):
@@ -83,4 +83,4 @@ def uploaded_image() -> Decoded:
     data = upload.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise BadRequest(f"the image is larger than {settings.max_upload_bytes:,} bytes")
-    return decode(data, settings.max_image_pixels)
+    return decode(data, ImageLimits.from_settings(settings))
