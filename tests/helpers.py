@@ -15,6 +15,7 @@ from scenery.context import Context
 from scenery.importer import Importer
 from scenery.models import Image
 from tests.fakes.embedders import solid
+from tests.fakes.reddit import FakeReddit
 
 PALETTE = {
     "red": (220, 20, 20),
@@ -69,6 +70,47 @@ def failing_commit(
     finally:
         event.remove(ctx.sessions, "after_flush", after_flush)
         event.remove(ctx.sessions, "before_commit", before_commit)
+
+
+@contextmanager
+def ingest_held_at_third_photo(
+    ctx: Context, fake: FakeReddit, photos: list[Path]
+) -> Iterator[None]:
+    """Post three photos to r/EarthPorn and ingest them on a thread, the third download held:
+    inside the block the first photo has its files and may commit, the second has its files
+    and waits, uncommitted, for the third. On leaving, the download is released and the
+    ingest must finish without error."""
+    import threading
+
+    from ingest.runner import run_ingest
+    from tests.fakes.reddit_posts import make_post
+
+    fake.add_posts(
+        "EarthPorn",
+        [
+            make_post(f"p{n}", url=fake.add_photo(f"/img/p{n}.jpg", photo))
+            for n, photo in enumerate(photos[:3])
+        ],
+    )
+    held = fake.hold("/img/p2.jpg")
+    assert held.release is not None
+    errors: list[BaseException] = []
+
+    def ingest() -> None:
+        try:
+            run_ingest(ctx, ["EarthPorn"], limit=50)
+        except BaseException as exc:  # reported on the test's thread
+            errors.append(exc)
+
+    runner = threading.Thread(target=ingest)
+    runner.start()
+    try:
+        assert held.arrived.wait(60), "the ingest never reached the third download"
+        yield
+    finally:
+        held.release.set()
+        runner.join(timeout=120)
+    assert not errors, errors
 
 
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')

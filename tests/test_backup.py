@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,6 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
-from ingest.runner import run_ingest
 from scenery import housekeeping, review
 from scenery.backup import write_backup
 from scenery.backup_manifest import BackupError, Manifest, complete_backups
@@ -37,7 +35,7 @@ from scenery.models import Image, ImageStatus, utcnow
 from scenery.restore import restore_backup, verify_backup
 from scenery.search import search_text
 from tests.fakes.reddit import FakeReddit
-from tests.fakes.reddit_posts import make_post
+from tests.helpers import ingest_held_at_third_photo
 from tests.live import wait_for
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -182,28 +180,8 @@ def test_a_backup_during_an_ingest_restores_the_gallery_as_of_the_backup(
         review.remove_files(ctx.storage, files)
         save_artifact(settings, "test-kind", {"weights": [1.0, 2.0]}, {"note": "kept"})
         secret = settings.flask_secret()  # generated into the data dir, as a server does
-        fake.add_posts(
-            "EarthPorn",
-            [
-                make_post(f"p{n}", url=fake.add_photo(f"/img/p{n}.jpg", photo))
-                for n, photo in enumerate(photos[:3])
-            ],
-        )
         # The third download stalls: the second photo's files are written, its row is not.
-        held = fake.hold("/img/p2.jpg")
-        assert held.release is not None
-        errors: list[BaseException] = []
-
-        def ingest() -> None:
-            try:
-                run_ingest(ctx, ["EarthPorn"], limit=50)
-            except BaseException as exc:  # reported on the test's thread
-                errors.append(exc)
-
-        runner = threading.Thread(target=ingest)
-        runner.start()
-        try:
-            assert held.arrived.wait(60), "the ingest never reached the third download"
+        with ingest_held_at_third_photo(ctx, fake, photos):
             other = Context(settings, embedder=tiny_embedder)  # another process's backup
             # The first photo's batch commits once the second is prepared; the second's waits
             # for the held third: from then on nothing changes until the release.
@@ -214,10 +192,6 @@ def test_a_backup_during_an_ingest_restores_the_gallery_as_of_the_backup(
             assert uncommitted, "nothing was waiting for its commit"
             report = write_backup(other, tmp_path / "backups")
             assert gallery(other) == before  # the ingest was held: the backup's moment is this
-        finally:
-            held.release.set()
-            runner.join(timeout=120)
-        assert not errors, errors
         assert len(gallery(other).rows) > len(before.rows)  # the ingest went on afterwards
         other.close()
         ctx.close()

@@ -5,13 +5,11 @@ commit are not orphans, so nothing an ingest is about to commit is removed; old 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
 
 from sqlalchemy import select
 
-from ingest.runner import run_ingest
 from scenery.config import GRID_THUMB, PAGE_THUMB
 from scenery.context import Context
 from scenery.db import transaction
@@ -21,8 +19,7 @@ from scenery.models import Candidate, CandidateState, Image
 from scenery.review import delete
 from scenery.storage import ORPHAN_GRACE_SECONDS
 from tests.fakes.reddit import FakeReddit
-from tests.fakes.reddit_posts import make_post
-from tests.helpers import import_colours
+from tests.helpers import import_colours, ingest_held_at_third_photo
 
 
 def test_doctor_fix_during_an_ingest_loses_nothing(
@@ -42,36 +39,16 @@ def test_doctor_fix_during_an_ingest_loses_nothing(
         )
         ctx = Context(settings, embedder=tiny_embedder)
         ctx.migrate()
-        posts = [
-            make_post(f"p{n}", url=fake.add_photo(f"/img/p{n}.jpg", photo))
-            for n, photo in enumerate(photos[:3])
-        ]
-        fake.add_posts("EarthPorn", posts)
-        # The third download stalls: by then the second photo's files are written and its
-        # decision waits for the next batch, uncommitted.
-        held = fake.hold("/img/p2.jpg")
-        errors: list[BaseException] = []
-
-        def ingest() -> None:
-            try:
-                run_ingest(ctx, ["EarthPorn"], limit=50)
-            except BaseException as exc:  # reported on the test's thread
-                errors.append(exc)
-
-        runner = threading.Thread(target=ingest)
-        runner.start()
-        assert held.arrived.wait(60), "the ingest never reached the third download"
-        written = sorted(p.stem for p in settings.images_dir.rglob("*.jpg"))
-        doctor = Context(settings, embedder=tiny_embedder)  # another process's doctor
-        with doctor.sessions() as session:
-            committed = set(session.scalars(select(Image.sha256)))
-        assert set(written) - committed, "nothing was waiting for its commit"
-        repair(doctor, examine(doctor))
-        assert sorted(p.stem for p in settings.images_dir.rglob("*.jpg")) == written
-        assert [p.name for p in settings.downloads_dir.iterdir()], "the run's folder went"
-        held.release.set()
-        runner.join(timeout=120)
-        assert not errors, errors
+        # By the third download the second photo's files are written, its row is not.
+        with ingest_held_at_third_photo(ctx, fake, photos):
+            written = sorted(p.stem for p in settings.images_dir.rglob("*.jpg"))
+            doctor = Context(settings, embedder=tiny_embedder)  # another process's doctor
+            with doctor.sessions() as session:
+                committed = set(session.scalars(select(Image.sha256)))
+            assert set(written) - committed, "nothing was waiting for its commit"
+            repair(doctor, examine(doctor))
+            assert sorted(p.stem for p in settings.images_dir.rglob("*.jpg")) == written
+            assert [p.name for p in settings.downloads_dir.iterdir()], "the run's folder went"
         with ctx.sessions() as session:
             states = session.scalars(select(Candidate.state)).all()
         assert len(states) == 3 and CandidateState.PENDING not in states
