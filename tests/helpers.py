@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from scenery.config import Settings
 from scenery.context import Context
 from scenery.importer import Importer
 from scenery.models import Image
@@ -23,6 +24,18 @@ PALETTE = {
     "blue": (20, 30, 210),
     "yellow": (230, 220, 30),
 }
+
+
+def sqlite_settings(tmp_path: Path) -> Settings:
+    """Settings for a gallery on SQLite in ``tmp_path`` with the tiny model, for tests of the
+    web layer that behave the same on every database."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'scenery.db'}",
+        clip_model="tiny-test",
+        warm_up=False,
+        index_refresh_seconds=0,
+    )
 
 
 def import_colours(

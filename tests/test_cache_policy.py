@@ -10,11 +10,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from scenery.config import Settings
 from scenery.db import transaction
 from scenery.review import approve, delete, remove_files, unpublish
 from tests.fakes.embedders import ColourEmbedder
-from tests.helpers import PALETTE, import_colours
+from tests.helpers import PALETTE, import_colours, sqlite_settings
 from web import create_app
 
 FILES = ("url", "thumb_url", "large_url")  # the original, the grid and the page-size thumbnail
@@ -23,13 +22,7 @@ FILES = ("url", "thumb_url", "large_url")  # the original, the grid and the page
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
     """A gallery on SQLite: the policy is the web layer's, the same on every database."""
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=f"sqlite:///{tmp_path / 'scenery.db'}",
-        clip_model="tiny-test",
-        warm_up=False,
-        index_refresh_seconds=0,
-    )
+    settings = sqlite_settings(tmp_path)
     application = create_app(settings, embedder=ColourEmbedder())
     application.config["IDS"] = import_colours(
         application.extensions["scenery"], tmp_path / "colours", PALETTE

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from scenery.config import Settings, load_settings
 from scenery.errors import ConfigError
 from tests.fakes.embedders import ColourEmbedder, solid
-from tests.helpers import PALETTE, import_colours
+from tests.helpers import PALETTE, import_colours, sqlite_settings
 from web import create_app
 
 EVIL = "evil.example"
@@ -27,13 +27,7 @@ URL_KEYS = ("url", "thumb_url", "large_url", "page_url")
 @pytest.fixture
 def gallery(tmp_path: Path) -> Iterator[tuple[Settings, int]]:
     """SQLite settings and the id of a published image (the URLs do not depend on the database)."""
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=f"sqlite:///{tmp_path / 'scenery.db'}",
-        clip_model="tiny-test",
-        warm_up=False,
-        index_refresh_seconds=0,
-    )
+    settings = sqlite_settings(tmp_path)
     app = create_app(settings, embedder=ColourEmbedder())
     ids = import_colours(app.extensions["scenery"], tmp_path / "colours", PALETTE)
     app.extensions["scenery"].close()
