@@ -7,7 +7,7 @@ import secrets
 import tempfile
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     clip_device: str = "auto"
     clip_batch_size: int = Field(default=32, ge=1)
     clip_threads: int | None = Field(default=None, ge=1)
+    # How the CLIP towers run on the CPU: torch, or ONNX Runtime (exported on first use into
+    # models/onnx/, so a web process never imports torch); onnx-int8 is a separate vector space.
+    clip_runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    # Encode a text query over its own tokens only (exact; see scenery.text_context), not the
+    # full 77-position context.
+    clip_short_context: bool = True
+    # Text embeddings kept per process (LRU, keyed by model and normalised query); 0: none.
+    query_cache_size: int = Field(default=1024, ge=0)
 
     index_m: int = Field(default=16, ge=4)
     index_ef_construction: int = Field(default=200, ge=16)
