@@ -1,146 +1,232 @@
-"""End-to-end latency of the JSON API over HTTP, against a real gunicorn server.
+"""End-to-end latency of the JSON API over HTTP against a large gallery: the old query path and
+the new one side by side, each in its own real gunicorn server.
 
-Run: ``python bench/api_latency.py [--requests 100] [--model tiny-test] [--quick]``. Imports the
-sample photos into a temporary SQLite data dir, starts ``scenery serve --prod --workers 1``, and
-times ``/api/search`` (text: CLIP text encoding + HNSW + database), ``/api/images/<id>/similar``
-and ``POST /api/search/image`` from a keep-alive client on the same machine. The gallery's size
-is what the server reports (``/api/images``' total). No SCENERY_* variable of the calling shell
-is passed on. ``--quick``: 5 requests per endpoint (10 image searches), a smoke run.
+Run: ``python bench/api_latency.py [--images 100000] [--model ViT-B-32] [--runtime onnx]
+[--requests 100] [--data-dir PATH] [--quick]``.
+
+The gallery (``bench/_api_gallery.py``) is a SQLite data dir with the sample photos imported
+normally plus synthetic published images (clustered CLIP-like embeddings) up to ``--images``,
+and an HNSW snapshot built once, so each server loads it. With ``--data-dir`` it is built there
+once and reused by later runs. Random weights (SCENERY_CLIP_PRETRAINED=none): what a query
+costs does not depend on them.
+
+Two servers run one after the other on that data dir (never both at once), ``scenery serve
+--prod --workers 1`` each:
+
+* old path: SCENERY_CLIP_RUNTIME=torch, SCENERY_CLIP_SHORT_CONTEXT=false,
+  SCENERY_QUERY_CACHE_SIZE=0;
+* new path: SCENERY_CLIP_RUNTIME=<--runtime>, SCENERY_CLIP_SHORT_CONTEXT=true,
+  SCENERY_QUERY_CACHE_SIZE=1024.
+
+For each: cold start (launch to ``/healthz`` 200 and to the first search answered), the
+worker's RSS after warm-up and whether torch / onnxruntime are mapped in it, then from a
+keep-alive client: ``/api/search`` with texts never asked before (cache misses), the same texts
+again (cache hits), ``/api/images/<id>/similar`` on random gallery images, ``POST
+/api/search/image`` with the sample photos in turn, and ``/api/images``. No SCENERY_* variable
+of the calling shell is used. ``--quick``: tiny-test model, 2,000 images, 5 requests per
+endpoint (10 image searches): a smoke run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._api_gallery import Gallery, prepare
+from bench._api_measure import BY_IMAGE, ENDPOINTS, SEARCH_MISS, PathResult, measure
+from bench._api_server import Server
 from bench._photos import PHOTOS
+from scenery.config import Settings, load_settings
+from scenery.context import Context
+from scenery.models import Image, ImageStatus
 
-BIN = Path(sys.executable).parent
-QUERIES = [
-    "mountain",
-    "misty lake at dawn",
-    "forest path",
-    "sunset over the sea",
-    "snowy peaks",
-    "autumn leaves",
-    "a dog",
-    "waterfall in the jungle",
-    "city lights",
-    "desert dunes",
-]
+PATHS = {
+    "old": {
+        "SCENERY_CLIP_RUNTIME": "torch",
+        "SCENERY_CLIP_SHORT_CONTEXT": "false",
+        "SCENERY_QUERY_CACHE_SIZE": "0",
+    },
+    "new": {"SCENERY_CLIP_SHORT_CONTEXT": "true", "SCENERY_QUERY_CACHE_SIZE": "1024"},
+}
+TARGET_MISS_MS = 25.0
+TARGET_RATIO = 3.0
+TARGET_IMAGE_MS = 120.0
+PRIME = """
+from PIL import Image
+from scenery.config import load_settings
+from scenery.embed import load_embedder
+embedder = load_embedder(load_settings())
+embedder.encode_text(["prime"])
+embedder.encode_images([Image.new("RGB", (64, 64))])
+"""
 
 
 def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile; the 50th is the median (what every p50 here is)."""
+    if q == 0.5:
+        return statistics.median(values)
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def timed(n: int, call: Callable[[int], httpx.Response]) -> list[float]:
-    times = []
-    for i in range(n):
-        started = time.perf_counter()
-        response = call(i)
-        times.append((time.perf_counter() - started) * 1000)
-        response.raise_for_status()
-    return times
-
-
-def wait_ready(base: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit("server did not start")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def measure(client: httpx.Client, n: int) -> dict[str, list[float]]:
-    """Milliseconds of each request, per endpoint."""
-    photo = sorted(PHOTOS.glob("*.jpg"))[0].read_bytes()
-    client.get("/api/search", params={"q": "warm up"}).raise_for_status()
-    ids = [r["id"] for r in client.get("/api/images?per_page=50").json()["images"]]
-    return {
-        "GET /api/search?q=...&k=20": timed(
-            n,
-            lambda i: client.get(
-                "/api/search", params={"q": f"{QUERIES[i % len(QUERIES)]} {i}", "k": 20}
-            ),
-        ),
-        "GET /api/images/<id>/similar": timed(
-            n, lambda i: client.get(f"/api/images/{ids[i % len(ids)]}/similar?k=20")
-        ),
-        "POST /api/search/image": timed(
-            max(n // 4, 10),
-            lambda i: client.post(
-                "/api/search/image", files={"image": ("q.jpg", photo, "image/jpeg")}
-            ),
-        ),
-        "GET /api/images?page=1": timed(n, lambda i: client.get("/api/images")),
+def path_envs(data_dir: Path, model: str, runtime: str) -> dict[str, dict[str, str]]:
+    """Each path's full environment: this one without SCENERY_*, plus the path's settings."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_")}
+    base |= {
+        "SCENERY_DATA_DIR": str(data_dir),
+        "SCENERY_CLIP_MODEL": model,
+        "SCENERY_CLIP_PRETRAINED": "none",
     }
+    envs = {name: base | extra for name, extra in PATHS.items()}
+    envs["new"]["SCENERY_CLIP_RUNTIME"] = runtime
+    return envs
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    """The settings a server started with ``env`` reads (this process has no SCENERY_*)."""
+    prefix = "SCENERY_"
+    return load_settings(
+        **{k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+    )
+
+
+def prime(env: dict[str, str]) -> float:
+    """Run the model once in a separate process with ``env``, so that anything it makes on first
+    use (an ONNX export) exists before a server's cold start is timed; its seconds."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", PRIME], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"priming the new path's model failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def sample_ids(gallery: Gallery, settings: Settings, n: int) -> list[int]:
+    """``n`` random published image ids (a fixed draw)."""
+    ctx = Context(settings)
+    try:
+        with ctx.sessions() as session:
+            ids = list(
+                session.scalars(select(Image.id).where(Image.status == ImageStatus.PUBLISHED))
+            )
+    finally:
+        ctx.close()
+    if len(ids) != gallery.images:
+        raise SystemExit(f"the data dir has {len(ids)} published images, not {gallery.images}")
+    return random.Random(11).sample(ids, min(n, len(ids)))
+
+
+def row(name: str, old: list[float], new: list[float]) -> str:
+    figures = [percentile(t, q) for t in (old, new) for q in (0.5, 0.9, 0.99)]
+    ratio = statistics.median(old) / statistics.median(new)
+    return f"{name:32} {len(old):5d} " + " ".join(f"{f:8.2f}" for f in figures) + f" {ratio:8.2f}"
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def report(args: argparse.Namespace, gallery: Gallery, results: dict[str, PathResult]) -> None:
+    old, new = results["old"], results["new"]
+    print(
+        f"model {args.model}, {old.gallery} images in the gallery (/api/images total; new path: "
+        f"{new.gallery}), {gallery.dim}-d, gunicorn 1 worker, keep-alive client, same machine"
+    )
+    for name, extra in path_envs(gallery.data_dir, args.model, args.runtime).items():
+        print(f"{name} path: " + " ".join(f"{k}={extra[k]}" for k in PATHS["old"]))
+    print()
+    head = " ".join(f"{p + ' ' + q:>8}" for p in ("old", "new") for q in ("p50", "p90", "p99"))
+    print(f"{'endpoint (ms)':32} {'n':>5} {head}  old/new p50")
+    for name in ENDPOINTS:
+        print(row(name, old.times[name], new.times[name]))
+    print()
+    for name, result in results.items():
+        memory = result.memory
+        print(
+            f"{name} worker RSS after warm-up: {memory.rss_mib:.1f} MiB (torch loaded: "
+            f"{'yes' if memory.torch else 'no'}, onnxruntime loaded: "
+            f"{'yes' if memory.onnxruntime else 'no'})"
+        )
+    for name, result in results.items():
+        print(
+            f"{name} cold start: /healthz 200 after {result.healthy_s:.2f} s, first search "
+            f"answered after {result.first_search_s:.2f} s"
+        )
+    miss = statistics.median(new.times[SEARCH_MISS])
+    ratio = statistics.median(old.times[SEARCH_MISS]) / miss
+    image = statistics.median(new.times[BY_IMAGE])
+    print(
+        f"new /api/search p50 on cache misses: {miss:.1f} ms (target <= {TARGET_MISS_MS:g} ms): "
+        f"{verdict(miss <= TARGET_MISS_MS)}"
+    )
+    print(
+        f"ratio old/new /api/search misses p50: {ratio:.2f}x (target >= {TARGET_RATIO:g}x): "
+        f"{verdict(ratio >= TARGET_RATIO)}"
+    )
+    print(
+        f"new POST /api/search/image p50: {image:.1f} ms (target <= {TARGET_IMAGE_MS:g} ms): "
+        f"{verdict(image <= TARGET_IMAGE_MS)}"
+    )
+
+
+def run(args: argparse.Namespace, data_dir: Path, logs: Path) -> None:
+    envs = path_envs(data_dir, args.model, args.runtime)
+    settings = {name: settings_of(env) for name, env in envs.items()}
+    started = time.perf_counter()
+    gallery = prepare([settings["old"], settings["new"]], args.images, envs["old"])
+    if gallery.reused:
+        print(f"gallery: reused {data_dir} ({gallery.images} images, {', '.join(gallery.spaces)})")
+    else:
+        print(
+            f"gallery: built {gallery.images} images ({gallery.photos} sample photos imported, "
+            f"the rest synthetic) in {time.perf_counter() - started:.1f} s (rows "
+            f"{gallery.insert_seconds:.1f} s, index {gallery.index_seconds:.1f} s; "
+            f"{', '.join(gallery.spaces)})"
+        )
+    if args.runtime != "torch":
+        print(f"new path model primed (e.g. ONNX export) before timing: {prime(envs['new']):.1f} s")
+    ids = sample_ids(gallery, settings["old"], max(args.requests, 16))
+    results = {}
+    for name in ("old", "new"):
+        with Server(envs[name], logs / f"{name}.log") as server:
+            results[name] = measure(server, args.requests, ids)
+    print()
+    report(args, gallery, results)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=100)
-    parser.add_argument("--model", default="tiny-test")
-    parser.add_argument("--port", type=int, default=0, help="default: a free port")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 5 requests each")
-    args = parser.parse_args()
-    if args.quick:
-        args.requests = 5
-    port = args.port or free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_")}
-        env.update(
-            SCENERY_DATA_DIR=tmp, SCENERY_CLIP_MODEL=args.model, SCENERY_CLIP_PRETRAINED="none"
-        )
-        subprocess.run([BIN / "scenery", "import", str(PHOTOS)], env=env, check=True)
-        server = subprocess.Popen(
-            [BIN / "scenery", "serve", "--prod", "--workers", "1", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_ready(base)
-            with httpx.Client(base_url=base, timeout=60) as client:
-                results = measure(client, args.requests)
-                gallery = client.get("/api/images").json()["total"]
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-    print(
-        f"model {args.model}, {gallery} images in the gallery, gunicorn 1 worker, "
-        "keep-alive client, same machine"
+    parser.add_argument("--images", type=int, help="gallery size (default 100,000; quick 2,000)")
+    parser.add_argument("--model", help="CLIP model (default ViT-B-32; quick tiny-test)")
+    parser.add_argument(
+        "--runtime", default="onnx", choices=["torch", "onnx", "onnx-int8"], help="new path's"
     )
-    print(f"{'endpoint':32} {'n':>4} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean':>8}")
-    for name, times in results.items():
-        print(
-            f"{name:32} {len(times):4d} {statistics.median(times):8.2f} "
-            f"{percentile(times, 0.9):8.2f} {percentile(times, 0.99):8.2f} "
-            f"{statistics.fmean(times):8.2f}"
-        )
+    parser.add_argument(
+        "--requests", type=int, help="per endpoint, at most ~1,000 (default 100; quick 5)"
+    )
+    parser.add_argument("--data-dir", type=Path, help="build the gallery here once, then reuse it")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny-test, 2,000 images")
+    args = parser.parse_args()
+    args.images = args.images or (2_000 if args.quick else 100_000)
+    args.model = args.model or ("tiny-test" if args.quick else "ViT-B-32")
+    args.requests = args.requests or (5 if args.quick else 100)
+    for name in [k for k in os.environ if k.startswith("SCENERY_")]:
+        del os.environ[name]  # the settings built here must be the servers' own
+    if not PHOTOS.is_dir():
+        raise SystemExit(f"no sample photos in {PHOTOS}")
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = (args.data_dir or Path(tmp) / "data").resolve()
+        run(args, data_dir, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -100,18 +100,76 @@ def test_import_speed_quick_times_the_importer_and_its_steps() -> None:
 
 
 @pytest.mark.slow
-def test_api_latency_quick_reports_the_gallery_it_served() -> None:
+def test_api_latency_quick_compares_old_and_new_paths_on_the_gallery_asked_for() -> None:
     out = run_quick("api_latency")
-    assert figures(out, rf"model tiny-test, {NUM} images in the gallery")[0] == sample_photos()
+    old_total, new_total = figures(
+        out, rf"model tiny-test, {NUM} images in the gallery \(/api/images total; new path: {NUM}\)"
+    )
+    assert old_total == new_total == 2000
+    built, photos = figures(out, rf"gallery: built {NUM} images \({NUM} sample photos imported")
+    assert (built, photos) == (2000, sample_photos())
+    assert re.search(
+        r"^old path: SCENERY_CLIP_RUNTIME=torch SCENERY_CLIP_SHORT_CONTEXT=false "
+        r"SCENERY_QUERY_CACHE_SIZE=0$",
+        out,
+        re.MULTILINE,
+    )
+    assert re.search(
+        r"^new path: SCENERY_CLIP_RUNTIME=onnx SCENERY_CLIP_SHORT_CONTEXT=true "
+        r"SCENERY_QUERY_CACHE_SIZE=1024$",
+        out,
+        re.MULTILINE,
+    )
     endpoints = [
-        "GET /api/search?q=...&k=20",
+        "GET /api/search (cache misses)",
+        "GET /api/search (cache hits)",
         "GET /api/images/<id>/similar",
         "POST /api/search/image",
         "GET /api/images?page=1",
     ]
-    for name, (n, p50, p90, p99, mean) in rows(out, endpoints, 5).items():
+    table = rows(out, endpoints, 8)
+    for name, (n, old_p50, old_p90, old_p99, new_p50, new_p90, new_p99, ratio) in table.items():
         assert n == (10 if name.startswith("POST") else 5)
-        assert 0 < p50 <= p90 <= p99 and mean > 0
+        assert 0 < old_p50 <= old_p90 <= old_p99 and 0 < new_p50 <= new_p90 <= new_p99
+        assert ratio == pytest.approx(old_p50 / new_p50, abs=0.01 + ratio * 0.01 / new_p50)
+    for path in ("old", "new"):
+        memory = re.search(
+            rf"^{path} worker RSS after warm-up: {NUM} MiB "
+            r"\(torch loaded: (yes|no), onnxruntime loaded: (yes|no)\)$",
+            out,
+            re.MULTILINE,
+        )
+        assert memory, f"no RSS line for the {path} path in:\n{out}"
+        assert float(memory[1]) > 0
+        if path == "old":
+            assert memory[2] == "yes"  # the old path runs the model with torch
+        healthy, first = figures(
+            out,
+            rf"^{path} cold start: /healthz 200 after {NUM} s, "
+            rf"first search answered after {NUM} s",
+        )
+        assert 0 < healthy <= first
+    miss = re.search(
+        rf"^new /api/search p50 on cache misses: {NUM} ms \(target <= 25 ms\): (met|NOT met)$",
+        out,
+        re.MULTILINE,
+    )
+    assert miss and float(miss[1]) == pytest.approx(table[endpoints[0]][4], abs=0.06)
+    assert miss[2] == ("met" if float(miss[1]) <= 25 else "NOT met")
+    ratio = re.search(
+        rf"^ratio old/new /api/search misses p50: {NUM}x \(target >= 3x\): (met|NOT met)$",
+        out,
+        re.MULTILINE,
+    )
+    assert ratio and float(ratio[1]) == pytest.approx(table[endpoints[0]][7], abs=0.02)
+    assert ratio[2] == ("met" if float(ratio[1]) >= 3 else "NOT met")
+    image = re.search(
+        rf"^new POST /api/search/image p50: {NUM} ms \(target <= 120 ms\): (met|NOT met)$",
+        out,
+        re.MULTILINE,
+    )
+    assert image and float(image[1]) == pytest.approx(table[endpoints[3]][4], abs=0.06)
+    assert image[2] == ("met" if float(image[1]) <= 120 else "NOT met")
 
 
 @pytest.mark.slow
