@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     # Text queries sit far from every image embedding, where HNSW graphs need a much wider
     # beam to keep recall (see bench/search.py); they get their own ef.
     index_text_ef: int = Field(default=1024, ge=8)
+    # Text queries across the modality gap (scenery.modality_gap.query_across_gap): the graph is
+    # searched with the query minus this share of the mean text embedding, for this many
+    # candidates (also the beam), re-ranked exactly by the query (see bench/search.py).
+    index_text_candidates: int = Field(default=384, ge=10)
+    index_text_gap_strength: float = Field(default=0.5, ge=0, le=1)
     index_refresh_seconds: float = Field(default=2.0, ge=0)
 
     # Every decoded image (upload, import, ingest, evaluate): pixels it may say it has, MiB of

@@ -20,6 +20,11 @@ class VectorIndex:
 
     Scores are cosine similarities (1 - hnswlib's inner-product distance). Removal marks a label
     deleted at once; ``compact`` rebuilds the graph when deleted slots pile up.
+
+    A query shift (``set_query_shift``) lets ``query_shifted`` steer the graph search with
+    ``query + shift`` yet score by ``query`` alone: the index keeps ``shift . x`` for every stored
+    vector (4 bytes each, not a second copy of the vectors), and ``query . x`` is
+    ``(query + shift) . x - shift . x``. See ``scenery.modality_gap`` for why.
     """
 
     def __init__(
@@ -32,6 +37,8 @@ class VectorIndex:
         self._index = self._new_graph(max(capacity, MIN_CAPACITY))
         self._live: set[int] = set()
         self._deleted: set[int] = set()
+        self._shift: np.ndarray | None = None
+        self._shift_dots: dict[int, float] = {}
 
     def _new_graph(self, capacity: int) -> hnswlib.Index:
         graph = hnswlib.Index(space="ip", dim=self.dim)
@@ -67,6 +74,9 @@ class VectorIndex:
             self._index.add_items(vectors, np.asarray(ids, dtype=np.int64), num_threads=1)
             self._live.update(int(i) for i in ids)
             self._deleted.difference_update(int(i) for i in ids)
+            if self._shift is not None:
+                dots = (vectors @ self._shift).tolist()
+                self._shift_dots.update(zip((int(i) for i in ids), dots, strict=True))
 
     def remove(self, ids: Iterable[int]) -> None:
         """Take ids out of results at once (unknown ids are ignored)."""
@@ -76,6 +86,7 @@ class VectorIndex:
                     self._index.mark_deleted(int(image_id))
                     self._live.discard(image_id)
                     self._deleted.add(int(image_id))
+                    self._shift_dots.pop(int(image_id), None)
             if len(self._deleted) > max(MIN_CAPACITY, len(self._live)):
                 self.compact()
 
@@ -100,24 +111,65 @@ class VectorIndex:
         """Return up to ``k`` (ids, cosine scores) nearest to one vector, best first."""
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
         with self._lock:
-            k = min(k, len(self._live))
-            if k <= 0:
-                return np.zeros(0, np.int64), np.zeros(0, np.float32)
-            ef = max(ef, k)
-            while True:
-                self._index.set_ef(ef)
-                try:
-                    labels, distances = self._index.knn_query(query, k=k, num_threads=1)
-                    break
-                except RuntimeError:
-                    # Deleted slots can starve the beam; widen it, then settle for fewer.
-                    if ef < 4 * len(self._live) + 64:
-                        ef *= 2
-                    elif k > 1:
-                        k -= 1
-                    else:
-                        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        return labels[0].astype(np.int64), (1.0 - distances[0]).astype(np.float32)
+            labels, similarities = self._knn(query, k, ef)
+        return labels, similarities.astype(np.float32)
+
+    def _knn(self, query: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``k`` (labels, inner products) by hnswlib; the caller holds the lock."""
+        k = min(k, len(self._live))
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        ef = max(ef, k)
+        while True:
+            self._index.set_ef(ef)
+            try:
+                labels, distances = self._index.knn_query(query, k=k, num_threads=1)
+                return labels[0].astype(np.int64), 1.0 - distances[0]
+            except RuntimeError:
+                # Deleted slots can starve the beam; widen it, then settle for fewer.
+                if ef < 4 * len(self._live) + 64:
+                    ef *= 2
+                elif k > 1:
+                    k -= 1
+                else:
+                    return np.zeros(0, np.int64), np.zeros(0, np.float32)
+
+    @property
+    def query_shift(self) -> np.ndarray | None:
+        """The vector ``query_shifted`` adds to a query (None: not set)."""
+        return self._shift
+
+    def set_query_shift(self, shift: np.ndarray | None) -> None:
+        """Register the shift for ``query_shifted`` (reads every stored vector once)."""
+        with self._lock:
+            if shift is None:
+                self._shift, self._shift_dots = None, {}
+                return
+            self._shift = np.array(shift, dtype=np.float32).reshape(self.dim)
+            self._shift.flags.writeable = False
+            self._shift_dots = {}
+            ids = sorted(self._live)
+            for start in range(0, len(ids), 4096):
+                chunk = ids[start : start + 4096]
+                dots = (self.get_vectors(chunk) @ self._shift).tolist()
+                self._shift_dots.update(zip(chunk, dots, strict=True))
+
+    def query_shifted(
+        self, vector: np.ndarray, k: int, candidates: int, ef: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Search with ``vector + shift``, re-rank ``candidates`` hits by ``vector``: top ``k``.
+
+        Scores are the cosine of ``vector`` itself with each id, best first.
+        """
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(self.dim)
+        with self._lock:
+            if self._shift is None:
+                raise ValueError("no query shift set (set_query_shift)")
+            labels, shifted = self._knn((query + self._shift)[None], max(k, candidates), ef)
+            dots = np.fromiter((self._shift_dots[int(i)] for i in labels), np.float64, len(labels))
+        scores = shifted - dots
+        best = np.argsort(-scores, kind="stable")[:k]
+        return labels[best], scores[best].astype(np.float32)
 
     def save(self, directory: Path) -> None:
         """Write the graph and its live ids into ``directory`` (which must be new or empty)."""

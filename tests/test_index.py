@@ -95,3 +95,42 @@ def test_heavy_deletion_compacts_and_keeps_results_right() -> None:
         assert top[0] == probe
         assert all(i >= 2500 for i in top)
     assert set(index.query(survivors[0], k=500)[0]) == set(range(2500, 3000))
+
+
+def assert_shifted_query_is_exact(index: VectorIndex, vectors: dict[int, np.ndarray]) -> None:
+    ids = np.array(sorted(vectors))
+    stacked = np.stack([vectors[i] for i in ids])
+    for query in clustered(5, seed=9):
+        found, scores = index.query_shifted(query, k=10, candidates=len(ids), ef=len(ids))
+        assert list(found) == [int(ids[i]) for i in np.argsort(-(stacked @ query))[:10]]
+        assert np.allclose(scores, stacked[np.searchsorted(ids, found)] @ query, atol=1e-5)
+
+
+def test_shifted_query_scores_by_the_query_through_adds_removals_and_compaction() -> None:
+    vectors = clustered(3000, seed=1)
+    index = VectorIndex(32)
+    index.add(list(range(1500)), vectors[:1500])
+    index.set_query_shift(-0.8 * vectors[:50].mean(axis=0))
+    index.add(list(range(1500, 3000)), vectors[1500:])  # added after the shift was set
+    index.add([2003, 2700], vectors[[10, 11]])  # replaced
+    live = dict(enumerate(vectors))
+    live[2003], live[2700] = vectors[10], vectors[11]
+    assert_shifted_query_is_exact(index, live)
+    index.remove(range(2000))  # enough deleted slots to compact
+    assert len(index) == 1000 and index.capacity < 3000
+    assert_shifted_query_is_exact(index, {i: v for i, v in live.items() if i >= 2000})
+
+
+def test_shifted_query_needs_a_shift_and_a_loaded_index_has_none(tmp_path: Path) -> None:
+    vectors = clustered(50)
+    index = VectorIndex(32)
+    index.add(list(range(50)), vectors)
+    index.set_query_shift(np.ones(32, np.float32))
+    index.save(tmp_path / "index")
+    loaded = VectorIndex.load(tmp_path / "index", 32)
+    with pytest.raises(ValueError):
+        loaded.query_shifted(vectors[0], k=5, candidates=50, ef=50)
+    loaded.set_query_shift(np.ones(32, np.float32))
+    assert_shifted_query_is_exact(loaded, dict(enumerate(vectors)))
+    loaded.set_query_shift(None)
+    assert loaded.query_shift is None
