@@ -1,5 +1,6 @@
 """What bench/search.py measures: building the index (time, memory, disk), exact top-k ground
-truth, one-query latencies, and HNSW recall and speed-up at one ef."""
+truth, one-query latencies, HNSW recall and speed-up at one ef, and the text-query paths (plain
+and across the modality gap)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from scenery.index import VectorIndex
+from scenery.modality_gap import query_across_gap
 
 K = 10
 WARMUP_QUERIES = 20
@@ -154,4 +156,43 @@ def measure_ef(
         p99_ms=float(np.percentile(times, 99)),
         recall=hits / (K * len(queries)),
         speedup=exact_p50 / p50,
+    )
+
+
+@dataclass(frozen=True)
+class TextRow:
+    method: str
+    ef: int
+    candidates: int
+    p50_ms: float
+    p99_ms: float
+    recall: float
+
+
+def measure_text_path(
+    index: VectorIndex,
+    queries: np.ndarray,
+    truth: Truth,
+    shift: np.ndarray | None,
+    ef: int,
+    repeats: int,
+) -> TextRow:
+    """Latency (median p50/p99 over ``repeats`` passes) and recall@10 of one text-query path:
+    plain HNSW at ``ef`` when ``shift`` is None, else ``query_across_gap`` with ``ef`` candidates
+    re-ranked by the original query."""
+    found: list[np.ndarray] = []
+
+    def one(query: np.ndarray) -> None:
+        found.append(query_across_gap(index, query, shift, K, ef, ef)[0])
+
+    passes = [latencies_ms(one, queries) for _ in range(repeats)]
+    found = found[-len(queries) :]  # the last pass's results
+    hits = sum(len(np.intersect1d(f, t)) for f, t in zip(found, truth.ids, strict=True))
+    return TextRow(
+        method="plain" if shift is None else "gap-shift",
+        ef=ef,
+        candidates=K if shift is None else ef,
+        p50_ms=float(np.median([np.percentile(t, 50) for t in passes])),
+        p99_ms=float(np.median([np.percentile(t, 99) for t in passes])),
+        recall=hits / (K * len(queries)),
     )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bench._search_measure import Row, Truth
+from bench._search_measure import Row, TextRow, Truth
 
 TARGET_RECALL = 0.95
 TARGET_P50_MS = 2.0
@@ -85,3 +85,29 @@ def summarise(
             f"    default {setting}={row.ef} {ok} recall {TARGET_RECALL} on {kind} queries "
             f"(recall {row.recall:.3f}, p50 {row.p50_ms:.3f} ms)"
         )
+
+
+TEXT_TARGET_P50_MS = 1.0
+
+
+def print_text_paths(n: int, rows: list[TextRow], default_ef: int, seconds_to_shift: float) -> None:
+    """The text-query paths side by side, and the verdict for the project default."""
+    print(
+        f"\n  text-like paths (gap-shift: scenery.modality_gap.query_across_gap; shift registered "
+        f"in {seconds_to_shift:.2f} s)"
+    )
+    print(f"  {'method':>10} {'ef':>6} {'cands':>6} {'p50 ms':>8} {'p99 ms':>8} {'recall@10':>10}")
+    for row in rows:
+        note = "  <- project default" if row.method == "gap-shift" and row.ef == default_ef else ""
+        print(
+            f"  {row.method:>10} {row.ef:>6} {row.candidates:>6} {row.p50_ms:>8.3f} "
+            f"{row.p99_ms:>8.3f} {row.recall:>10.4f}{note}"
+        )
+    row = next(r for r in rows if r.method == "gap-shift" and r.ef == default_ef)
+    met = row.recall >= TARGET_RECALL and row.p50_ms <= TEXT_TARGET_P50_MS
+    print(
+        f"    text-like new path at {n:,}: recall@10 {row.recall:.3f} p50 {row.p50_ms:.3f} ms "
+        f"(ef={row.ef}, candidates={row.candidates}; target >= {TARGET_RECALL} at <= "
+        f"{TEXT_TARGET_P50_MS:g} ms): {'met' if met else 'NOT met'}"
+        + ("" if n == TARGET_SIZE else f" (target is set for {TARGET_SIZE:,}; informative here)")
+    )

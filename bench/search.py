@@ -16,6 +16,13 @@ Two query sets are reported separately, because CLIP serves two kinds of query:
 * text-like: vectors shaped like CLIP text embeddings, which lie across the modality gap, far from
   every image (top-1 cosine about 0.3), where an HNSW beam needs to be much wider.
 
+For text-like queries it also compares the plain search with the path across the modality gap
+(``scenery.modality_gap.query_across_gap``: the graph is searched with the query minus part of the
+mean text embedding, here of a separate sample of text-like vectors, and the candidates re-ranked
+by the original query), each timed over ``--repeats`` passes (median p50 and p99), recall@10
+against the exact top 10 of the original query; a verdict checks the project default
+``index_text_candidates`` against recall@10 >= 0.95 at p50 <= 1 ms.
+
 The data are synthetic (see ``World``), so the numbers are indicative of real CLIP embeddings,
 not a replacement for measuring a real collection. The index uses the project's defaults for M
 and ef_construction, and the summary checks the project's default ``index_ef_search`` (image
@@ -51,19 +58,49 @@ from bench._search_data import World, image_like, make_world, text_like  # noqa:
 from bench._search_measure import (  # noqa: E402
     K,
     Row,
+    TextRow,
+    Truth,
     build_index,
     exact_one,
     exact_topk,
     latencies_ms,
     log,
     measure_ef,
+    measure_text_path,
     one_blas_thread,
 )
-from bench._search_report import fmt_bytes, print_table, summarise  # noqa: E402
+from bench._search_report import (  # noqa: E402
+    fmt_bytes,
+    print_table,
+    print_text_paths,
+    summarise,
+)
 from scenery.config import Settings  # noqa: E402
+from scenery.index import VectorIndex  # noqa: E402
+from scenery.modality_gap import gap_shift, text_mean  # noqa: E402
 
 EFS = (16, 32, 64, 128, 256, 512, 1024)
 EXACT_TIMING_QUERIES = 200
+PLAIN_TEXT_EFS = (256, 512, 1024)
+GAP_EFS = (128, 192, 256, 320, 384, 512)
+TEXT_SAMPLE = 200  # text-like vectors whose mean stands in for the mean of a list of prompts
+
+
+def text_paths(
+    n: int, index: VectorIndex, queries: np.ndarray, truth: Truth, args: argparse.Namespace
+) -> tuple[list[TextRow], float]:
+    """Plain and gap-shifted text search at each ef, and the seconds the shift took to register."""
+    start = time.perf_counter()
+    index.set_query_shift(args.shift)
+    seconds = time.perf_counter() - start
+    rows = []
+    for ef in sorted(set(PLAIN_TEXT_EFS) | {args.text_ef}):
+        log(f"n={n:,}: text-like plain, ef={ef}")
+        rows.append(measure_text_path(index, queries, truth, None, ef, args.repeats))
+    for ef in sorted(set(GAP_EFS) | {args.text_candidates}):
+        log(f"n={n:,}: text-like gap-shift, ef=candidates={ef}")
+        rows.append(measure_text_path(index, queries, truth, args.shift, ef, args.repeats))
+    return rows, seconds
 
 
 def run_size(
@@ -89,6 +126,7 @@ def run_size(
         for ef in efs:
             log(f"n={n:,}: {kind} queries, ef={ef}")
             results[kind].append(measure_ef(index, q, truths[kind], ef, exact_p50))
+    text_rows, shift_seconds = text_paths(n, index, queries["text-like"], truths["text-like"], args)
 
     print(
         f"\n== n={n:,} vectors, dim={base.shape[1]}, {len(queries['image-like'])} queries/kind =="
@@ -102,6 +140,7 @@ def run_size(
     for kind in queries:
         print_table(kind, truths[kind], results[kind], defaults)
     summarise(n, results["image-like"], results["text-like"], defaults)
+    print_text_paths(n, text_rows, args.text_candidates, shift_seconds)
     sys.stdout.flush()
 
 
@@ -122,9 +161,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--image-ef", type=int, default=settings_fields["index_ef_search"].default)
     parser.add_argument("--text-ef", type=int, default=settings_fields["index_text_ef"].default)
+    parser.add_argument(
+        "--text-candidates", type=int, default=settings_fields["index_text_candidates"].default
+    )
+    parser.add_argument(
+        "--gap-strength", type=float, default=settings_fields["index_text_gap_strength"].default
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed passes per text-like path (median)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.queries = [2_000], 100
+        args.sizes, args.queries, args.repeats = [2_000], 100, 1
     return args
 
 
@@ -136,10 +184,13 @@ def main(argv: list[str] | None = None) -> None:
         "image-like": image_like(world, args.queries, rng),
         "text-like": text_like(world, args.queries, rng),
     }
+    # A separate draw from the same world, as the prompts' embeddings would be in production.
+    sample = text_like(world, TEXT_SAMPLE, np.random.default_rng([args.seed, 1]))
+    args.shift = gap_shift(text_mean(sample), args.gap_strength)
     print(
         f"Scenery search benchmark: VectorIndex (hnswlib, M={args.m}, "
         f"ef_construction={args.ef_construction}, 1 thread) vs exact numpy search (1 BLAS thread); "
-        f"k={K}, seed={args.seed}"
+        f"k={K}, seed={args.seed}; text gap shift strength {args.gap_strength}"
     )
     start = time.perf_counter()
     for n in args.sizes:

@@ -69,6 +69,23 @@ def test_search_quick_reports_build_and_every_ef() -> None:
     assert len(table) == 2 * 7, out  # both query kinds, every ef
     for _ef, p50, p99, recall, speedup in table:
         assert 0 < float(p50) <= float(p99) and 0 <= float(recall) <= 1 and float(speedup) > 0
+    paths = re.findall(
+        rf"^\s+(plain|gap-shift)\s+(\d+)\s+(\d+)\s+{NUM}\s+{NUM}\s+{NUM}(  <- project default)?$",
+        out,
+        re.MULTILINE,
+    )
+    assert [m for m, *_ in paths] == ["plain"] * 3 + ["gap-shift"] * 6, out
+    for method, ef, candidates, p50, p99, recall, _ in paths:
+        assert int(candidates) == (10 if method == "plain" else int(ef))
+        assert 0 < float(p50) <= float(p99) and 0 <= float(recall) <= 1
+    (default,) = [row for row in paths if row[-1]]
+    recall, p50, ef, candidates = figures(
+        out,
+        rf"text-like new path at 2,000: recall@10 {NUM} p50 {NUM} ms \(ef={NUM}, "
+        rf"candidates={NUM}; target >= 0.95 at <= 1 ms\): (?:met|NOT met)",
+    )
+    assert (ef, candidates, p50) == (float(default[1]), float(default[2]), float(default[3]))
+    assert recall == float(default[5]) >= 0.9  # the steered search, re-ranked, finds the top 10
 
 
 STEPS = [
