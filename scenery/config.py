@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     # Text queries across the modality gap (scenery.modality_gap.query_across_gap): the graph is
     # searched with the query minus this share of the mean text embedding, for this many
     # candidates (also the beam), re-ranked exactly by the query (see bench/search.py).
-    index_text_candidates: int = Field(default=384, ge=10)
+    index_text_candidates: int = Field(default=320, ge=10)
     index_text_gap_strength: float = Field(default=0.5, ge=0, le=1)
     index_refresh_seconds: float = Field(default=2.0, ge=0)
 
