@@ -13,6 +13,7 @@ from scenery.config import Settings
 from scenery.db import make_engine, make_sessionmaker, migrate
 from scenery.embed import Embedder, load_embedder
 from scenery.index_sync import SyncedIndex
+from scenery.query_cache import TextQueryCache
 from scenery.queue import TaskQueue
 from scenery.storage import Storage
 
@@ -42,6 +43,11 @@ class Context:
     @cached_property
     def embedder(self) -> Embedder:
         return self._embedder or load_embedder(self.settings)
+
+    @cached_property
+    def text_queries(self) -> TextQueryCache:
+        """Text query embeddings, cached for this process."""
+        return TextQueryCache(self.embedder, self.settings.query_cache_size)
 
     @property
     def index(self) -> SyncedIndex:

@@ -241,6 +241,15 @@ class OpenClipEmbedder:
         """Load the model now rather than on first use."""
         self._load()
 
+    def canonical_text(self, text: str) -> str:
+        """The text as the tokenizer sees it: open_clip's cleaning for CLIP's own tokenizer."""
+        config = _model_config(self.model_name) or {}
+        if config.get("text_cfg", {}).get("hf_tokenizer_name"):
+            return " ".join(text.split())
+        from scenery.clip_tokens import clean
+
+        return clean(text)
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         import torch
 

@@ -13,13 +13,14 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from scenery.clip_tokens import ClipTokenizer
+from scenery.clip_tokens import ClipTokenizer, clean
 from scenery.config import Settings
 from scenery.embed import (
     _looks_like_path,
@@ -100,8 +101,9 @@ class OnnxClipEmbedder:
             raise ModelLoadError(f"unknown CLIP model {self.model_name!r}")
         return int(config["embed_dim"])
 
-    @property
+    @cached_property
     def folder(self) -> Path:
+        """The export of these weights as they are when first asked (at load, normally)."""
         weights = weights_identity(self.pretrained, _looks_like_path(self.pretrained))
         return export_folder(self.models_dir, self.model_name, weights)
 
@@ -164,6 +166,10 @@ class OnnxClipEmbedder:
                 return None, f"its {tower} graph answers the probe off by {worst:.2g}"
         log.info("ONNX %s CLIP model %s ready (%s)", self.variant, self.name, manifest.folder)
         return loaded, ""
+
+    def canonical_text(self, text: str) -> str:
+        """The text as the tokenizer sees it (open_clip's cleaning)."""
+        return clean(text)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self._images(self._load(), images)

@@ -15,6 +15,7 @@ from scenery.imaging import thumbnail
 from scenery.index_sync import SyncedIndex
 from scenery.library import get_embedding, get_image, published_by_ids
 from scenery.models import Image
+from scenery.query_cache import TextQueryCache
 
 # Extra candidates fetched so that images unpublished since the last index refresh can be dropped
 # without returning a short page.
@@ -48,11 +49,10 @@ def search_vector(
 
 
 def search_text(
-    session: Session, index: SyncedIndex, embedder: Embedder, text: str, k: int, ef: int
+    session: Session, index: SyncedIndex, queries: TextQueryCache, text: str, k: int, ef: int
 ) -> list[Hit]:
     """Images that best match a text query."""
-    vector = embedder.encode_text([text])[0]
-    return search_vector(session, index, vector, k, ef)
+    return search_vector(session, index, queries.vector(text), k, ef)
 
 
 def search_image(

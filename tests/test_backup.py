@@ -71,7 +71,7 @@ def gallery(ctx: Context) -> Gallery:
         searches = {
             query: [
                 (hit.image.id, round(hit.score, 5))
-                for hit in search_text(session, ctx.index, ctx.embedder, query, 10, 64)
+                for hit in search_text(session, ctx.index, ctx.text_queries, query, 10, 64)
             ]
             for query in QUERIES
         }

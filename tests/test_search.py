@@ -29,7 +29,7 @@ def gallery(settings: Settings, tmp_path: Path) -> Iterator[tuple[Context, dict[
 def test_text_search_ranks_the_named_colour_first(gallery: tuple[Context, dict[str, int]]) -> None:
     ctx, ids = gallery
     with ctx.sessions() as session:
-        hits = search_text(session, ctx.index, ctx.embedder, "something red", k=4, ef=64)
+        hits = search_text(session, ctx.index, ctx.text_queries, "something red", k=4, ef=64)
     assert hits[0].image.id == ids["red"]
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert len(hits) == 4
@@ -71,7 +71,7 @@ def test_unpublished_image_vanishes_even_before_the_index_refreshes(
     with transaction(ctx.sessions) as session:
         set_status(session, get_image(session, ids["red"]), ImageStatus.DELETED)
     with server.sessions() as session:
-        hits = search_text(session, server.index, server.embedder, "red", k=4, ef=64)
+        hits = search_text(session, server.index, server.text_queries, "red", k=4, ef=64)
     assert ids["red"] not in [h.image.id for h in hits]
     assert len(hits) == 3
     # The index has not caught up (its snapshot was loaded just now): the database dropped it.

@@ -110,6 +110,7 @@ def create_app(
 def warm_up(context: Context) -> None:
     """Load the embedder and open the index; failures surface later, on the first search."""
     try:
+        context.embedder.load()
         context.embedder.encode_text(["warm up"])
         context.index.refresh(force=True)
     except Exception:  # the search views report the same error properly
