@@ -7,6 +7,7 @@ the first time; every "cache hit" text is one of those, asked again.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -99,6 +100,7 @@ def timed(n: int, call: Callable[[int], httpx.Response]) -> list[float]:
 class PathResult:
     """One server's figures."""
 
+    load_average: float  # the machine's 1-minute load average at launch
     healthy_s: float
     first_search_s: float
     memory: WorkerMemory
@@ -110,6 +112,7 @@ def measure(server: Server, n: int, similar_ids: list[int]) -> PathResult:
     """Cold start, warm-up, worker memory, then every endpoint's latencies."""
     photos = [p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))]
     texts = queries()
+    load = os.getloadavg()[0]
     healthy = server.wait_healthy()
     with httpx.Client(base_url=server.base, timeout=120) as client:
 
@@ -131,7 +134,7 @@ def measure(server: Server, n: int, similar_ids: list[int]) -> PathResult:
             client.get("/api/images").raise_for_status()
         memory = server.worker_memory()
         misses = [next(texts) for _ in range(n)]
-        result = PathResult(healthy, first, memory, client.get("/api/images").json()["total"])
+        result = PathResult(load, healthy, first, memory, client.get("/api/images").json()["total"])
         result.times[SEARCH_MISS] = timed(n, lambda i: search(misses[i]))
         result.times[SEARCH_HIT] = timed(n, lambda i: search(misses[i]))
         result.times[SIMILAR] = timed(n, similar)

@@ -162,6 +162,10 @@ def report(args: argparse.Namespace, gallery: Gallery, results: dict[str, PathRe
             f"{name} cold start: /healthz 200 after {result.healthy_s:.2f} s, first search "
             f"answered after {result.first_search_s:.2f} s"
         )
+    print(
+        f"1-minute load average at launch: old {old.load_average:.2f}, new "
+        f"{new.load_average:.2f} ({os.cpu_count()} CPUs; other work on the machine skews both)"
+    )
     miss = statistics.median(new.times[SEARCH_MISS])
     ratio = statistics.median(old.times[SEARCH_MISS]) / miss
     image = statistics.median(new.times[BY_IMAGE])

@@ -166,6 +166,7 @@ def test_api_latency_quick_compares_old_and_new_paths_on_the_gallery_asked_for()
             rf"first search answered after {NUM} s",
         )
         assert 0 < healthy <= first
+    assert min(figures(out, rf"1-minute load average at launch: old {NUM}, new {NUM}")) >= 0
     miss = re.search(
         rf"^new /api/search p50 on cache misses: {NUM} ms \(target <= 25 ms\): (met|NOT met)$",
         out,
