@@ -78,7 +78,7 @@ def summarise(
         )
         print(f"    {kind}: {reach}")
     for kind, rows in (("image-like", image_rows), ("text-like", text_rows)):
-        setting = "index_ef_search" if kind == "image-like" else "index_text_ef"
+        setting = "index_ef_search" if kind == "image-like" else "plain text ef"
         row = next(r for r in rows if r.ef == defaults[kind])
         ok = "meets" if row.recall >= TARGET_RECALL else "MISSES"
         print(

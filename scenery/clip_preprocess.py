@@ -51,9 +51,9 @@ class Preprocess:
         top = round((height - self.side) / 2.0)
         left = round((width - self.side) / 2.0)
         image = image.crop((left, top, left + self.side, top + self.side)).convert("RGB")
-        array = np.asarray(image, dtype=np.float32) / 255.0
-        array = (array - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(array.transpose(2, 0, 1))
+        scaled = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(((scaled - mean) / std).transpose(2, 0, 1))
 
     def batch(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Images as one float32 NCHW batch."""

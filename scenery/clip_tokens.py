@@ -80,8 +80,10 @@ class ClipTokenizer:
 
         self._tokenizer = Tokenizer.from_file(str(path))
         self.context_length = context_length
-        self.sot = int(self._tokenizer.token_to_id(SOT))
-        self.eot = int(self._tokenizer.token_to_id(EOT))
+        ids = [self._tokenizer.token_to_id(token) for token in (SOT, EOT)]
+        if None in ids:
+            raise ValueError(f"{path} is not a CLIP tokenizer (no {SOT}/{EOT})")
+        self.sot, self.eot = (int(i) for i in ids if i is not None)
 
     def ids(self, text: str) -> list[int]:
         """One text's ids between start and end of text, truncated as open_clip truncates."""

@@ -62,9 +62,6 @@ class Settings(BaseSettings):
     index_m: int = Field(default=16, ge=4)
     index_ef_construction: int = Field(default=200, ge=16)
     index_ef_search: int = Field(default=64, ge=8)
-    # Text queries sit far from every image embedding, where HNSW graphs need a much wider
-    # beam to keep recall (see bench/search.py); they get their own ef.
-    index_text_ef: int = Field(default=1024, ge=8)
     # Text queries across the modality gap (scenery.modality_gap.query_across_gap): the graph is
     # searched with the query minus this share of the mean text embedding, for this many
     # candidates (also the beam), re-ranked exactly by the query (see bench/search.py).

@@ -47,7 +47,9 @@ class Context:
     @cached_property
     def text_queries(self) -> TextQueryCache:
         """Text query embeddings, cached for this process."""
-        return TextQueryCache(self.embedder, self.settings.query_cache_size)
+        return TextQueryCache(
+            self.embedder, self.settings.query_cache_size, self.settings.index_text_gap_strength
+        )
 
     @property
     def index(self) -> SyncedIndex:

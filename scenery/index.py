@@ -13,6 +13,8 @@ import numpy as np
 from scenery.errors import IndexMismatch
 
 MIN_CAPACITY = 1024
+# Shifts this close are one: the same prompts through torch and ONNX differ by ~1e-7.
+SHIFT_TOLERANCE = 1e-5
 
 
 class VectorIndex:
@@ -180,6 +182,10 @@ class VectorIndex:
             np.save(directory / "deleted.npy", np.fromiter(sorted(self._deleted), np.int64))
             params = {"dim": self.dim, "m": self.m, "ef_construction": self.ef_construction}
             (directory / "params.json").write_text(json.dumps(params))
+            if self._shift is not None:  # saved so a loaded index need not read every vector
+                dots = [self._shift_dots[i] for i in sorted(self._live)]
+                np.save(directory / "shift.npy", self._shift)
+                np.save(directory / "shift_dots.npy", np.asarray(dots, np.float64))
 
     @classmethod
     def load(
@@ -202,4 +208,24 @@ class VectorIndex:
         index._index = graph
         index._live = {int(i) for i in live}
         index._deleted = {int(i) for i in deleted}
+        index._load_shift(directory, live)
         return index
+
+    def _load_shift(self, directory: Path, live: np.ndarray) -> None:
+        """Restore a saved query shift and its per-vector dots (ignored if unreadable)."""
+        try:
+            shift = np.load(directory / "shift.npy")
+            dots = np.load(directory / "shift_dots.npy")
+        except (OSError, ValueError):
+            return
+        if shift.shape != (self.dim,) or len(dots) != len(live):
+            return
+        self._shift = shift.astype(np.float32)
+        self._shift.flags.writeable = False
+        self._shift_dots = dict(zip(sorted(int(i) for i in live), dots.tolist(), strict=True))
+
+    def same_shift(self, shift: np.ndarray | None) -> bool:
+        """Whether ``shift`` is (within float rounding) the one registered."""
+        if shift is None or self._shift is None:
+            return shift is None and self._shift is None
+        return bool(np.allclose(self._shift, shift, rtol=0, atol=SHIFT_TOLERANCE))

@@ -71,6 +71,15 @@ class SyncedIndex:
         self._clock = clock
         self._checked = -float("inf")
         self._lock = threading.Lock()
+        self.text_shift: np.ndarray | None = None  # kept across rebuilds (scenery.modality_gap)
+
+    def use_text_shift(self, shift: np.ndarray) -> None:
+        """Steer text queries with ``shift`` from now on (registered once per vector set)."""
+        with self._lock:
+            self.text_shift = shift
+            if not self.index.same_shift(shift):
+                log.info("registering the text query shift on %d vectors", len(self.index))
+                self.index.set_query_shift(shift)
 
     # -- opening and persistence -------------------------------------------------------------
 
@@ -103,6 +112,8 @@ class SyncedIndex:
         if meta["watermark"] > newest:
             log.warning("index snapshot is ahead of the database; rebuilding")
             return False
+        if self.text_shift is not None and not index.same_shift(self.text_shift):
+            index.set_query_shift(self.text_shift)
         self.index = index
         self.watermark = int(meta["watermark"])
         now = self._clock()
@@ -167,6 +178,8 @@ class SyncedIndex:
             index = VectorIndex(
                 self.dim, m=self.m, ef_construction=self.ef_construction, capacity=total or 0
             )
+            if self.text_shift is not None:  # empty now: each add then records its dots
+                index.set_query_shift(self.text_shift)
             for ids, vectors in self._published_vectors(session, None):
                 index.add(ids, vectors)
             seen = session.scalars(

@@ -31,6 +31,52 @@ log = logging.getLogger(__name__)
 # share of the common image direction too, and recall falls).
 GAP_STRENGTH = 0.5
 
+# The sample of text queries whose mean stands for "where text lies": queries of the kind a
+# landscape gallery gets, in the forms people type them.
+PROMPTS = (
+    "mountain",
+    "lake",
+    "forest",
+    "waterfall",
+    "desert",
+    "beach",
+    "glacier",
+    "canyon",
+    "river",
+    "volcano",
+    "aurora",
+    "night sky",
+    "sunset",
+    "sunrise",
+    "fog",
+    "snow",
+    "autumn",
+    "meadow",
+    "a photo of a mountain lake",
+    "misty forest at dawn",
+    "waterfall in a green valley",
+    "sand dunes under a blue sky",
+    "waves on a rocky coast",
+    "snowy peaks at sunset",
+    "the milky way over the mountains",
+    "northern lights over a frozen lake",
+    "autumn trees by a river",
+    "a lonely tree in a field",
+    "red rocks in the desert",
+    "a road through the mountains",
+    "clouds over the valley",
+    "reflection in a calm lake",
+    "a glacier and icebergs",
+    "a volcano erupting",
+    "rolling green hills",
+    "a beach with palm trees",
+    "stormy sky over the sea",
+    "a cave with light",
+    "wildflowers in a meadow",
+    "a frozen waterfall",
+    "a canyon at sunset",
+)
+
 
 def text_mean(text_embeddings: np.ndarray) -> np.ndarray:
     """The mean of a sample of text embeddings (e.g. a fixed list of prompts), as float32."""
@@ -63,8 +109,7 @@ def query_across_gap(
     """
     if shift is None:
         return index.query(query, k, ef)
-    registered = index.query_shift
-    if registered is None or not np.array_equal(registered, shift):
+    if not index.same_shift(shift):
         log.info("registering a text query shift on an index of %d vectors", len(index))
         index.set_query_shift(shift)
     return index.query_shifted(query, k, candidates or ef, ef)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from functools import cached_property
 
 import numpy as np
 
 from scenery.embed import Embedder
+from scenery.modality_gap import GAP_STRENGTH, PROMPTS, gap_shift, text_mean
 
 
 def canonical_text(embedder: Embedder, text: str) -> str:
@@ -27,9 +29,10 @@ def canonical_text(embedder: Embedder, text: str) -> str:
 class TextQueryCache:
     """Embeds text queries, remembering the last ``size`` of them (0: remembers none)."""
 
-    def __init__(self, embedder: Embedder, size: int) -> None:
+    def __init__(self, embedder: Embedder, size: int, gap_strength: float = GAP_STRENGTH) -> None:
         self.embedder = embedder
         self.size = size
+        self.gap_strength = gap_strength
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
@@ -54,6 +57,11 @@ class TextQueryCache:
                 while len(self._vectors) > self.size:
                     self._vectors.popitem(last=False)
         return vector
+
+    @cached_property
+    def shift(self) -> np.ndarray:
+        """What steers a text query's graph search across the modality gap (modality_gap)."""
+        return gap_shift(text_mean(self.embedder.encode_text(list(PROMPTS))), self.gap_strength)
 
     def __len__(self) -> int:
         return len(self._vectors)

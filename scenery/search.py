@@ -14,6 +14,7 @@ from scenery.errors import ImageRejected
 from scenery.imaging import thumbnail
 from scenery.index_sync import SyncedIndex
 from scenery.library import get_embedding, get_image, published_by_ids
+from scenery.modality_gap import query_across_gap
 from scenery.models import Image
 from scenery.query_cache import TextQueryCache
 
@@ -35,10 +36,19 @@ def search_vector(
     k: int,
     ef: int,
     exclude: int | None = None,
+    shift: np.ndarray | None = None,
 ) -> list[Hit]:
-    """Rank published images by cosine similarity to a query vector, best first."""
+    """Rank published images by cosine similarity to a query vector, best first.
+
+    A ``shift`` steers the graph search of a text query across the modality gap (its ``ef``
+    candidates are then ranked by ``vector`` itself; ``scenery.modality_gap``)."""
     index.refresh()
-    ids, scores = index.index.query(vector, k + OVERFETCH + (exclude is not None), ef=ef)
+    wanted = k + OVERFETCH + (exclude is not None)
+    if shift is None:
+        ids, scores = index.index.query(vector, wanted, ef=ef)
+    else:
+        index.use_text_shift(shift)
+        ids, scores = query_across_gap(index.index, vector, shift, wanted, ef)
     images = published_by_ids(session, [int(i) for i in ids])
     hits = [
         Hit(images[int(i)], float(s))
@@ -51,8 +61,8 @@ def search_vector(
 def search_text(
     session: Session, index: SyncedIndex, queries: TextQueryCache, text: str, k: int, ef: int
 ) -> list[Hit]:
-    """Images that best match a text query."""
-    return search_vector(session, index, queries.vector(text), k, ef)
+    """Images that best match a text query (``ef``: the candidates its search ranks)."""
+    return search_vector(session, index, queries.vector(text), k, ef, shift=queries.shift)
 
 
 def search_image(

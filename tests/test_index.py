@@ -121,16 +121,20 @@ def test_shifted_query_scores_by_the_query_through_adds_removals_and_compaction(
     assert_shifted_query_is_exact(index, {i: v for i, v in live.items() if i >= 2000})
 
 
-def test_shifted_query_needs_a_shift_and_a_loaded_index_has_none(tmp_path: Path) -> None:
+def test_shifted_query_needs_a_shift_and_a_loaded_index_keeps_it(tmp_path: Path) -> None:
     vectors = clustered(50)
     index = VectorIndex(32)
     index.add(list(range(50)), vectors)
-    index.set_query_shift(np.ones(32, np.float32))
+    with pytest.raises(ValueError):
+        index.query_shifted(vectors[0], k=5, candidates=50, ef=50)
+    shift = -0.5 * vectors[:10].mean(axis=0)
+    index.set_query_shift(shift)
+    index.remove([3, 4])
     index.save(tmp_path / "index")
     loaded = VectorIndex.load(tmp_path / "index", 32)
-    with pytest.raises(ValueError):
-        loaded.query_shifted(vectors[0], k=5, candidates=50, ef=50)
-    loaded.set_query_shift(np.ones(32, np.float32))
-    assert_shifted_query_is_exact(loaded, dict(enumerate(vectors)))
+    assert loaded.same_shift(shift) and not loaded.same_shift(shift + 1e-3)
+    assert loaded._shift_dots == index._shift_dots  # restored, not read from every vector
+    live = {i: v for i, v in enumerate(vectors) if i not in (3, 4)}
+    assert_shifted_query_is_exact(loaded, live)
     loaded.set_query_shift(None)
-    assert loaded.query_shift is None
+    assert loaded.query_shift is None and loaded.same_shift(None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import pytest
 from scenery.config import Settings
 from scenery.context import Context
 from scenery.db import transaction
+from scenery.embed import OpenClipEmbedder
 from scenery.errors import NotFound
-from scenery.library import get_image, set_status
+from scenery.importer import Importer
+from scenery.library import get_embedding, get_image, set_status
 from scenery.models import ImageStatus
 from scenery.search import search_image, search_text, similar_images
 from tests.fakes.embedders import ColourEmbedder, solid
@@ -77,3 +80,43 @@ def test_unpublished_image_vanishes_even_before_the_index_refreshes(
     # The index has not caught up (its snapshot was loaded just now): the database dropped it.
     assert ids["red"] in server.index
     server.close()
+
+
+def test_text_search_ranks_exactly_and_its_shift_survives_snapshots_and_rebuilds(
+    settings: Settings,
+    tiny_embedder: OpenClipEmbedder,
+    photos: list[Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The graph is steered across the modality gap; scores stay the query's own cosine."""
+    ctx = Context(settings, embedder=tiny_embedder)
+    ctx.migrate()
+    Importer(ctx).run(photos)
+    query = "a mountain lake at dawn"
+    with ctx.sessions() as session:
+        hits = search_text(session, ctx.index, ctx.text_queries, query, k=10, ef=64)
+        stored = {
+            image_id: get_embedding(session, image_id, tiny_embedder.name)
+            for image_id in ctx.index.index.ids
+        }
+    vector = tiny_embedder.encode_text([query])[0]
+    exact = sorted(stored, key=lambda i: -float(stored[i] @ vector))[:10]
+    assert [h.image.id for h in hits] == exact
+    for hit in hits:
+        assert hit.score == pytest.approx(float(stored[hit.image.id] @ vector), abs=1e-5)
+    assert ctx.index.index.same_shift(ctx.text_queries.shift)
+    ctx.index.save()
+    ctx.close()
+
+    again = Context(settings, embedder=tiny_embedder)
+    with caplog.at_level(logging.INFO, logger="scenery.index_sync"):
+        with again.sessions() as session:
+            reloaded = search_text(session, again.index, again.text_queries, query, 10, 64)
+        assert "registering" not in caplog.text  # the snapshot kept the shift and its dots
+        again.index.rebuild()
+        assert again.index.index.same_shift(again.text_queries.shift)
+        with again.sessions() as session:
+            rebuilt = search_text(session, again.index, again.text_queries, query, 10, 64)
+    assert "registering" not in caplog.text
+    assert [h.image.id for h in reloaded] == [h.image.id for h in rebuilt] == exact
+    again.close()

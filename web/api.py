@@ -90,7 +90,9 @@ def search() -> dict[str, Any]:
     if len(query) > 300:
         raise BadRequest("q is longer than 300 characters")
     k = _k()
-    hits = search_text(db(), ctx.index, ctx.text_queries, query, k, ctx.settings.index_text_ef)
+    hits = search_text(
+        db(), ctx.index, ctx.text_queries, query, k, ctx.settings.index_text_candidates
+    )
     return {"query": query, "k": k, "results": hits_json(hits)}
 
 

@@ -48,7 +48,7 @@ def search() -> str:
     hits = []
     if query:
         hits = search_text(
-            db(), ctx.index, ctx.text_queries, query[:300], k, ctx.settings.index_text_ef
+            db(), ctx.index, ctx.text_queries, query[:300], k, ctx.settings.index_text_candidates
         )
     return render_template("search.html", query=query, hits=hits)
 
