@@ -73,13 +73,16 @@ class SyncedIndex:
         self._lock = threading.Lock()
         self.text_shift: np.ndarray | None = None  # kept across rebuilds (scenery.modality_gap)
 
-    def use_text_shift(self, shift: np.ndarray) -> None:
-        """Steer text queries with ``shift`` from now on (registered once per vector set)."""
+    def use_text_shift(self, shift: np.ndarray) -> bool:
+        """Steer text queries with ``shift`` from now on; whether it had to be registered now
+        (one read of every stored vector, which a saved snapshot then spares other processes)."""
         with self._lock:
             self.text_shift = shift
-            if not self.index.same_shift(shift):
-                log.info("registering the text query shift on %d vectors", len(self.index))
-                self.index.set_query_shift(shift)
+            if self.index.same_shift(shift):
+                return False
+            log.info("registering the text query shift on %d vectors", len(self.index))
+            self.index.set_query_shift(shift)
+            return True
 
     # -- opening and persistence -------------------------------------------------------------
 

@@ -113,5 +113,7 @@ def warm_up(context: Context) -> None:
         context.embedder.load()
         context.embedder.encode_text(["warm up"])
         context.index.refresh(force=True)
+        if context.index.use_text_shift(context.text_queries.shift):
+            context.index.save()  # so the next process loads the shift instead of computing it
     except Exception:  # the search views report the same error properly
         log.warning("warm-up failed; search will retry on first use", exc_info=True)
