@@ -16,6 +16,7 @@ from scenery.index_sync import SyncedIndex
 from scenery.query_cache import TextQueryCache
 from scenery.queue import TaskQueue
 from scenery.storage import Storage
+from scenery.vector_space import refuse_other_runtime
 
 
 class Context:
@@ -56,6 +57,8 @@ class Context:
         """The vector index of the embedder's space, opened (and caught up) on first use."""
         with self._index_lock:
             if self._index is None:
+                with self.sessions() as session:
+                    refuse_other_runtime(session, self.embedder.name)
                 self._index = SyncedIndex(
                     self.settings.index_dir / _slug(self.embedder.name),
                     self.embedder.name,

@@ -40,10 +40,9 @@ from scenery.onnx_store import (
     probe_images,
     weights_identity,
 )
+from scenery.vector_space import INT8_SUFFIX
 
 log = logging.getLogger(__name__)
-
-INT8_SUFFIX = "+int8"
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,15 @@ import pytest
 import torch
 from PIL import Image
 
+from scenery.config import Settings
+from scenery.context import Context
 from scenery.embed import OpenClipEmbedder
 from scenery.errors import ModelLoadError
+from scenery.importer import Importer
 from scenery.onnx_embed import OnnxClipEmbedder
 from scenery.onnx_store import AGREEMENT, read_manifest
 from tests.conftest import REPO
+from web import create_app
 
 QUERIES = ["a", "misty lake at dawn", "word " * 100, "x <end_of_text> y", "Ünïcode 東京 🌄"]
 
@@ -208,3 +212,28 @@ def test_a_web_process_on_onnx_never_imports_torch(
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"hits": 3, "similar": 200, "upload": 200, "torch": False}
+
+
+def test_a_gallery_embedded_in_fp32_refuses_int8_with_a_clear_message(
+    exported: Path, tmp_path: Path, photos: list[Path]
+) -> None:
+    data = tmp_path / "data"
+    _models_dir(exported, data)
+    base = {"data_dir": data, "clip_model": "tiny-test", "clip_pretrained": "none"}
+    fp32 = Settings(**base, clip_runtime="onnx", warm_up=False)  # type: ignore[arg-type]
+    ctx = Context(fp32)
+    ctx.migrate()
+    Importer(ctx).run(photos[:3])
+    ctx.close()
+    int8 = Context(Settings(**base, clip_runtime="onnx-int8", warm_up=False))  # type: ignore[arg-type]
+    with pytest.raises(ModelLoadError, match=r"3 embeddings were made with .*torch or onnx"):
+        int8.index  # noqa: B018
+    client = create_app(int8.settings).test_client()
+    response = client.get("/api/search?q=lake")
+    assert response.status_code == 503
+    assert "SCENERY_CLIP_RUNTIME back to torch or onnx" in response.get_data(as_text=True)
+    int8.close()
+    # the fp32 runtime still opens the gallery, and torch shares its space
+    again = Context(fp32)
+    assert len(again.index) == 3
+    again.close()
