@@ -208,6 +208,64 @@ def test_ingest_quick_decides_every_photo_and_reports_its_fastest_run() -> None:
     assert pipeline_cpu >= 0 and alone_cpu >= 0
 
 
+CLIP_RUNTIMES = ["torch", "onnx", "onnx-int8"]
+
+
+@pytest.mark.slow
+def test_runtimes_quick_measures_every_runtime_and_how_far_their_answers_are() -> None:
+    out = run_quick("runtimes")
+    assert re.search(r"^ONNX export: (reused|made now in) \S+tiny-test-", out, re.MULTILINE)
+    latency = {
+        (runtime, context): (float(p50), float(p90))
+        for runtime, context, p50, p90 in re.findall(
+            rf"^(torch|onnx|onnx-int8)\s+(short|full)\s+{NUM}\s+{NUM}$", out, re.MULTILINE
+        )
+    }
+    assert list(latency) == [
+        ("torch", "short"),
+        ("torch", "full"),
+        ("onnx", "short"),
+        ("onnx", "full"),
+        ("onnx-int8", "short"),
+    ]
+    assert all(0 < p50 <= p90 for p50, p90 in latency.values())
+    ratios = figures(out, rf"^ratio full/short p50: torch {NUM}x, onnx {NUM}x$")
+    for runtime, ratio in zip(["torch", "onnx"], ratios, strict=True):
+        full, short = latency[(runtime, "full")][0], latency[(runtime, "short")][0]
+        assert ratio == pytest.approx(full / short, abs=0.01 + 0.01 * ratio / short)
+    cross = figures(out, rf"^ratio torch-full/onnx-short p50: {NUM}x$")[0]
+    onnx_short = latency[("onnx", "short")][0]
+    full = latency[("torch", "full")][0]
+    assert cross == pytest.approx(full / onnx_short, abs=0.01 + 0.01 * cross / onnx_short)
+    for runtime in CLIP_RUNTIMES:
+        one, batch = figures(out, rf"^{re.escape(runtime)}\s+{NUM}\s+{NUM}$")
+        assert one > 0 and batch > 0
+        found = re.search(
+            rf"^{re.escape(runtime)}\s+{NUM}\s+{NUM}\s+{NUM}\s+(yes|no)$", out, re.MULTILINE
+        )
+        assert found, f"no load row for {runtime} in:\n{out}"
+        load, process, rss = (float(v) for v in found.groups()[:3])
+        assert load > 0 and process > 0 and rss > 0
+        assert found[4] == ("yes" if runtime == "torch" else "no")  # ONNX runs without torch
+    image, short, full = figures(
+        out,
+        rf"^fp32 onnx vs torch \(full context\) max abs difference per component: image {NUM}, "
+        rf"text short {NUM}, text full {NUM} \(limit 0\.0001\): ok$",
+    )
+    assert max(image, short, full) <= 1e-4
+    image_min, image_median, text_min, text_median = figures(
+        out, rf"^int8 vs fp32 cosine: images min {NUM} median {NUM}; text min {NUM} median {NUM}$"
+    )
+    assert -1 <= image_min <= image_median <= 1 and -1 <= text_min <= text_median <= 1
+    for pair in ("int8 vs fp32", "fp32 onnx vs torch"):
+        text_mean, text_low, photo_mean, photo_low = figures(
+            out,
+            rf"^{pair} top-10 overlap: text queries mean {NUM} \(min {NUM}\), "
+            rf"photo queries mean {NUM} \(min {NUM}\)$",
+        )
+        assert 0 <= text_low <= text_mean <= 1 and 0 <= photo_low <= photo_mean <= 1
+
+
 @pytest.mark.slow
 def test_curation_quick_times_each_filter_as_the_pipeline_calls_it() -> None:
     out = run_quick("curation")
