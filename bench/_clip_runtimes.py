@@ -11,12 +11,14 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal, cast
 
 from scenery.embed import Embedder, OpenClipEmbedder
 from scenery.onnx_embed import OnnxClipEmbedder
 from scenery.onnx_store import export_command, obtain, read_manifest
 
-RUNTIMES = ("torch", "onnx", "onnx-int8")
+Runtime = Literal["torch", "onnx", "onnx-int8"]
+RUNTIMES: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
 PRETRAINED = "none"  # random weights: no download, and the speed is the same
 DEFAULT_MODELS_DIR = Path(tempfile.gettempdir()) / "scenery-bench-models"
 
@@ -28,6 +30,13 @@ def add_models_dir_option(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MODELS_DIR,
         help=f"where ONNX exports are kept between runs (default {DEFAULT_MODELS_DIR})",
     )
+
+
+def as_runtime(name: str) -> Runtime:
+    """``name`` as the ``clip_runtime`` setting takes it."""
+    if name not in RUNTIMES:
+        raise SystemExit(f"unknown runtime {name!r}; one of {', '.join(RUNTIMES)}")
+    return cast(Runtime, name)
 
 
 def make_embedder(
@@ -49,13 +58,11 @@ def make_embedder(
             cache_dir=models_dir / "open_clip",
             short_context=short_context,
         )
-    if runtime not in RUNTIMES:
-        raise SystemExit(f"unknown runtime {runtime!r}; one of {', '.join(RUNTIMES)}")
     return OnnxClipEmbedder(
         model,
         PRETRAINED,
         models_dir,
-        int8=runtime == "onnx-int8",
+        int8=as_runtime(runtime) == "onnx-int8",
         batch_size=batch_size,
         threads=threads,
         short_context=short_context,

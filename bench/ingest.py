@@ -1,13 +1,18 @@
 """Ingest throughput per stage, and the pipeline's speed as a share of embedding alone.
 
-Run: ``python bench/ingest.py [--images 120] [--model tiny-test --model ViT-B-32] [--quick]``.
+Run: ``python bench/ingest.py [--images 120] [--model tiny-test --model ViT-B-32]
+[--runtime torch --runtime onnx --runtime onnx-int8] [--models-dir PATH] [--quick]``.
 A fake Reddit server on 127.0.0.1 serves distinct photo variants (about 1600x1000 JPEGs); the
 real pipeline lists, resolves, downloads, decodes, hashes, embeds, filters and stores them into a
 fresh SQLite data dir. The fake server runs in a forked process, as a remote site would.
 "Embedding alone" is the same model encoding the same grid-size images in
 the same batch size, with nothing else running. ViT-B-32 uses random weights (no download).
 Each side runs --repeats times, alternating, and the fastest run of each counts, with the CPU
-time of that same run. ``--quick``: 6 images, the tiny model, one run of each side.
+time of that same run. Each ``--runtime`` (default torch) gets its own block, the runtimes taking
+turns within each repeat, and with more than one a line per runtime gives its pipeline
+throughput and its ratio to torch. ONNX exports are made before any timing into
+``--models-dir``, kept there for later runs.
+``--quick``: 6 images, the tiny model, one run of each side.
 """
 
 from __future__ import annotations
@@ -29,15 +34,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PIL import Image
 from werkzeug.serving import make_server
 
+from bench._clip_runtimes import (
+    RUNTIMES,
+    add_models_dir_option,
+    as_runtime,
+    ensure_exports,
+    make_embedder,
+    runtime_label,
+)
 from bench._photos import photo_variants
 from ingest.runner import run_ingest
 from ingest.summary import IngestSummary
 from scenery.config import GRID_THUMB
 from scenery.context import Context
-from scenery.embed import OpenClipEmbedder
+from scenery.embed import Embedder
 from scenery.imaging import thumbnail
 from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
+
+BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -48,7 +63,7 @@ class Timed:
     cpu_per_image: float
 
 
-def embedding_alone(embedder: OpenClipEmbedder, files: list[Path]) -> Timed:
+def embedding_alone(embedder: Embedder, files: list[Path]) -> Timed:
     """The model alone on already-decoded grid thumbnails, in the pipeline's batch size."""
     smalls = [thumbnail(Image.open(f).convert("RGB"), GRID_THUMB) for f in files]
     embedder.encode_images(smalls[:8])
@@ -106,7 +121,7 @@ class PipelineRun:
 
 
 def run_pipeline(
-    embedder: OpenClipEmbedder, model: str, files: list[Path], root: Path
+    embedder: Embedder, model: str, runtime: str, files: list[Path], root: Path
 ) -> PipelineRun:
     """One ingest of every file into a fresh data dir."""
     fake = FakeReddit()
@@ -114,7 +129,8 @@ def run_pipeline(
         settings = fake.settings(
             root,
             clip_model=model,
-            clip_batch_size=embedder.batch_size,
+            clip_runtime=as_runtime(runtime),
+            clip_batch_size=BATCH_SIZE,
             clip_duplicate_similarity=1.01,
             clip_duplicate_borderline=1.01,
             warm_up=False,
@@ -137,27 +153,43 @@ def run_pipeline(
 
 
 def run_model(model: str, files: list[Path], root: Path, args: argparse.Namespace) -> None:
-    embedder = OpenClipEmbedder(model, "none", batch_size=32, threads=args.threads)
-    embedder.load()
-    # Fastest of --repeats on both sides, alternating, so a noisy neighbour flatters neither;
-    # each side's CPU time is that of its fastest run.
-    alone: Timed | None = None
-    best: PipelineRun | None = None
+    runtimes: list[str] = args.runtime
+    if runtimes != ["torch"]:
+        print(ensure_exports(model, runtimes, args.models_dir))
+    embedders = {
+        runtime: make_embedder(runtime, model, args.models_dir, BATCH_SIZE, args.threads)
+        for runtime in runtimes
+    }
+    for embedder in embedders.values():
+        embedder.load()
+    # Fastest of --repeats on both sides, alternating (and the runtimes taking turns), so a
+    # noisy neighbour flatters none; each side's CPU time is that of its fastest run.
+    alone: dict[str, Timed] = {}
+    best: dict[str, PipelineRun] = {}
     for repeat in range(args.repeats):
-        timed = embedding_alone(embedder, files)
-        if alone is None or timed.rate > alone.rate:
-            alone = timed
-        run = run_pipeline(embedder, model, files, root / f"{model.replace('/', '_')}-{repeat}")
-        if best is None or run.seconds < best.seconds:
-            best = run
-    assert alone is not None and best is not None  # --repeats is at least 1
-    report(model, embedder.dim, best, alone, args.repeats)
+        for runtime in runtimes:
+            timed = embedding_alone(embedders[runtime], files)
+            if runtime not in alone or timed.rate > alone[runtime].rate:
+                alone[runtime] = timed
+            folder = root / f"{model.replace('/', '_')}-{runtime}-{repeat}"
+            run = run_pipeline(embedders[runtime], model, runtime, files, folder)
+            if runtime not in best or run.seconds < best[runtime].seconds:
+                best[runtime] = run
+    for runtime in runtimes:
+        label = runtime_label(runtime, model, embedders[runtime].dim)
+        report(label, best[runtime], alone[runtime], args.repeats)
+    if runtimes != ["torch"]:
+        print(f"\ningest pipeline by runtime ({model}, fastest of {args.repeats}):")
+        for runtime in runtimes:
+            rate = best[runtime].rate
+            ratio = f"{rate / best['torch'].rate:.2f}x torch" if "torch" in best else "no torch run"
+            print(f"runtime {runtime:10} {rate:7.1f} images/s  {ratio}")
 
 
-def report(model: str, dim: int, best: PipelineRun, alone: Timed, repeats: int) -> None:
+def report(label: str, best: PipelineRun, alone: Timed, repeats: int) -> None:
     summary = best.summary
     print(
-        f"\n== {model} ({dim}-d): {best.decided} images decided "
+        f"\n== {label}: {best.decided} images decided "
         f"({summary.published} published) in {best.seconds:.1f} s (fastest of {repeats})"
     )
     print(f"{'stage (summed over items/threads)':36} {'ms/image':>9}")
@@ -177,7 +209,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--model", action="append")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch or onnxruntime threads (default: all)"
+    )
+    parser.add_argument(
+        "--runtime", action="append", choices=RUNTIMES, help="CLIP runtime (repeatable; torch)"
+    )
+    add_models_dir_option(parser)
     parser.add_argument(
         "--repeats", type=int, default=2, help="runs of each side; the fastest counts"
     )
@@ -185,6 +223,7 @@ def main() -> None:
         "--quick", action="store_true", help="smoke run: 6 images, tiny model, one run each"
     )
     args = parser.parse_args()
+    args.runtime = list(dict.fromkeys(args.runtime or ["torch"]))
     if args.quick:
         args.images, args.model, args.repeats = 6, ["tiny-test"], 1
     if args.repeats < 1:
