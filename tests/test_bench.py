@@ -101,19 +101,24 @@ STEPS = [
 
 
 @pytest.mark.slow
-def test_import_speed_quick_times_the_importer_and_its_steps() -> None:
-    out = run_quick("import_speed")
-    steps = rows(out, STEPS, 1)
-    assert all(ms >= 0 for (ms,) in steps.values())
-    assert figures(out, rf"^sum of steps\s+{NUM}")[0] == pytest.approx(
-        sum(ms for (ms,) in steps.values()), abs=0.01 * len(STEPS)
-    )
-    pipeline = figures(out, rf"import pipeline \(end to end\):\s+{NUM} images/s")[0]
-    alone = figures(out, rf"embedding alone:\s+{NUM} images/s")[0]
-    assert 1000 / steps["embed (batched)"][0] == pytest.approx(alone, rel=0.02, abs=0.1)
-    ratio = figures(out, rf"ratio pipeline / embedding:\s+{NUM}")[0]
-    assert ratio == pytest.approx(pipeline / alone, abs=0.01 + 0.06 / alone)
-    assert figures(out, rf"page thumbnail, first view:\s+{NUM} ms")[0] > 0
+def test_import_speed_quick_times_the_importer_and_its_steps_on_every_runtime() -> None:
+    out = run_quick("import_speed", *runtime_flags())
+    blocks = runtime_blocks(out)
+    pipelines = []
+    for block in blocks:
+        steps = rows(block, STEPS, 1)
+        assert all(ms >= 0 for (ms,) in steps.values())
+        assert figures(block, rf"^sum of steps\s+{NUM}")[0] == pytest.approx(
+            sum(ms for (ms,) in steps.values()), abs=0.01 * len(STEPS)
+        )
+        pipeline = figures(block, rf"import pipeline \(end to end\):\s+{NUM} images/s")[0]
+        alone = figures(block, rf"embedding alone:\s+{NUM} images/s")[0]
+        assert 1000 / steps["embed (batched)"][0] == pytest.approx(alone, rel=0.02, abs=0.1)
+        ratio = figures(block, rf"ratio pipeline / embedding:\s+{NUM}")[0]
+        assert ratio == pytest.approx(pipeline / alone, abs=0.01 + 0.06 / alone)
+        assert figures(block, rf"page thumbnail, first view:\s+{NUM} ms")[0] > 0
+        pipelines.append(pipeline)
+    assert_ratios_to_torch(out, pipelines)
 
 
 @pytest.mark.slow
@@ -191,24 +196,51 @@ def test_api_latency_quick_compares_old_and_new_paths_on_the_gallery_asked_for()
 
 
 @pytest.mark.slow
-def test_ingest_quick_decides_every_photo_and_reports_its_fastest_run() -> None:
-    out = run_quick("ingest")
-    decided, published, seconds = figures(
-        out, rf"== tiny-test \(64-d\): {NUM} images decided \({NUM} published\) in {NUM} s"
-    )
-    assert decided == 6 and 0 <= published <= decided and seconds > 0
-    rate = figures(out, rf"pipeline throughput:\s+{NUM} images/s")[0]
-    assert decided / (seconds + 0.05) <= rate <= decided / max(seconds - 0.05, 1e-9)  # to 0.1 s
-    alone = figures(out, rf"embedding alone:\s+{NUM} images/s")[0]
-    ratio = figures(out, rf"ratio pipeline/embed:\s+{NUM}")[0]
-    assert ratio == pytest.approx(rate / alone, abs=0.01 + 0.06 / alone)
-    pipeline_cpu, alone_cpu = figures(
-        out, rf"CPU per image: pipeline {NUM} ms, embedding alone {NUM} ms"
-    )
-    assert pipeline_cpu >= 0 and alone_cpu >= 0
+def test_ingest_quick_decides_every_photo_and_reports_its_fastest_run_on_every_runtime() -> None:
+    out = run_quick("ingest", *runtime_flags())
+    rates = []
+    for block in runtime_blocks(out):
+        decided, published, seconds = figures(
+            block, rf"^{NUM} images decided \({NUM} published\) in {NUM} s"
+        )
+        assert decided == 6 and 0 <= published <= decided and seconds > 0
+        rate = figures(block, rf"pipeline throughput:\s+{NUM} images/s")[0]
+        assert decided / (seconds + 0.05) <= rate <= decided / max(seconds - 0.05, 1e-9)  # 0.1 s
+        alone = figures(block, rf"embedding alone:\s+{NUM} images/s")[0]
+        ratio = figures(block, rf"ratio pipeline/embed:\s+{NUM}")[0]
+        assert ratio == pytest.approx(rate / alone, abs=0.01 + 0.06 / alone)
+        pipeline_cpu, alone_cpu = figures(
+            block, rf"CPU per image: pipeline {NUM} ms, embedding alone {NUM} ms"
+        )
+        assert pipeline_cpu >= 0 and alone_cpu >= 0
+        rates.append(rate)
+    assert_ratios_to_torch(out, rates)
 
 
 CLIP_RUNTIMES = ["torch", "onnx", "onnx-int8"]
+
+
+def runtime_flags() -> list[str]:
+    return [flag for runtime in CLIP_RUNTIMES for flag in ("--runtime", runtime)]
+
+
+def runtime_blocks(output: str) -> list[str]:
+    """Each runtime's block of a script's output, in turn, from just after its header
+    (``== tiny-test (64-d)``, then ``(64-d, onnx)``...), asserting there is one per runtime."""
+    parts = re.split(r"^== tiny-test \(64-d(?:, (onnx|onnx-int8))?\)[,:] ", output, flags=re.M)
+    assert [runtime or "torch" for runtime in parts[1::2]] == CLIP_RUNTIMES, output
+    return parts[2::2]
+
+
+def assert_ratios_to_torch(output: str, rates: list[float]) -> None:
+    """The line per runtime repeats its block's throughput and gives its ratio to torch's."""
+    for runtime, expected in zip(CLIP_RUNTIMES, rates, strict=True):
+        rate, ratio = figures(
+            output, rf"^runtime {re.escape(runtime)}\s+{NUM} images/s  {NUM}x torch$"
+        )
+        assert rate == expected > 0
+        # both rates printed to 0.1, the ratio to 0.01
+        assert ratio == pytest.approx(rate / rates[0], abs=0.01 + 0.06 * (1 + ratio) / rates[0])
 
 
 @pytest.mark.slow
