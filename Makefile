@@ -36,6 +36,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/import_speed.py
+	$(BIN)/python bench/runtimes.py
 	$(BIN)/python bench/api_latency.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/curation.py
@@ -50,6 +51,7 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python bench/search.py --quick
 	$(BIN)/python bench/import_speed.py --quick
+	$(BIN)/python bench/runtimes.py --quick
 	$(BIN)/python bench/api_latency.py --quick
 	$(BIN)/python bench/ingest.py --quick
 	$(BIN)/python bench/curation.py --quick
