@@ -17,6 +17,7 @@ figure is the median of several rounds that alternate the runtimes (a shared, no
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> None:
         photos = [thumbnail(Image.open(f).convert("RGB"), GRID_THUMB) for f in files]
     print(
         f"model {args.model} (random weights), {short['torch'].dim}-d; {len(photos)} photos "
-        "(grid size, decoded beforehand); default threads"
+        f"(grid size, decoded beforehand); default threads; {load_average()}"
     )
     latency_section(args, short, full)
     rates = image_rates(short, photos[:64], args.repeats, single=16)
@@ -99,6 +100,12 @@ def run(args: argparse.Namespace) -> None:
         print(f"{runtime:10} {one:9.1f} {batch:9.1f}")
     process_section(args, loads)
     agreement_section(args, short, full, photos)
+    print(f"at the end: {load_average()}")
+
+
+def load_average() -> str:
+    """The machine's 1-minute load average (it is shared: the figures are only as quiet)."""
+    return f"1-minute load average {os.getloadavg()[0]:.2f}"
 
 
 def latency_section(
@@ -172,6 +179,14 @@ def agreement_section(
         f"int8 vs fp32 cosine: images min {image_cos.min():.4f} median "
         f"{np.median(image_cos):.4f}; text min {text_cos.min():.4f} median "
         f"{np.median(text_cos):.4f}"
+    )
+    between = images["onnx"] @ images["onnx"].T
+    others = between[~np.eye(len(photos), dtype=bool)]
+    to_text = texts["onnx"] @ images["onnx"].T
+    print(
+        f"for scale, fp32 cosine between different photos: median {np.median(others):.4f} "
+        f"(p10 {np.percentile(others, 10):.4f}); text query to photo: median "
+        f"{np.median(to_text):.4f} (spread p10-p90 {np.ptp(np.percentile(to_text, [10, 90])):.4f})"
     )
     for label, a, b in (
         ("int8 vs fp32", "onnx", "onnx-int8"),
