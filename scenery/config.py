@@ -52,7 +52,10 @@ class Settings(BaseSettings):
     clip_threads: int | None = Field(default=None, ge=1)
     # How the CLIP towers run on the CPU: torch, or ONNX Runtime (exported on first use into
     # models/onnx/, so a web process never imports torch); onnx-int8 is a separate vector space.
-    clip_runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    clip_runtime: Literal["torch", "onnx", "onnx-int8"] = "onnx"
+    # Where ONNX exports are kept (default: <data dir>/models/onnx); several galleries, or the
+    # test suite, can share one folder of exports.
+    onnx_dir: Path | None = None
     # Encode a text query over its own tokens only (exact; see scenery.text_context), not the
     # full 77-position context.
     clip_short_context: bool = True
@@ -283,6 +286,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.root / "models"
+
+    @property
+    def onnx_exports_dir(self) -> Path:
+        return self.onnx_dir.expanduser().resolve() if self.onnx_dir else self.models_dir / "onnx"
 
     @property
     def downloads_dir(self) -> Path:

@@ -65,10 +65,12 @@ class OnnxClipEmbedder:
         batch_size: int = 32,
         threads: int | None = None,
         short_context: bool = True,
+        onnx_dir: Path | None = None,
     ) -> None:
         self.model_name = model
         self.pretrained = pretrained
-        self.models_dir = models_dir
+        self.models_dir = models_dir  # downloaded weights go to its open_clip/ folder
+        self.onnx_dir = onnx_dir or models_dir / "onnx"
         self.variant = "int8" if int8 else "fp32"
         self.batch_size = batch_size
         self.threads = threads
@@ -86,6 +88,7 @@ class OnnxClipEmbedder:
             batch_size=settings.clip_batch_size,
             threads=settings.clip_threads,
             short_context=settings.clip_short_context,
+            onnx_dir=settings.onnx_exports_dir,
         )
 
     @property
@@ -104,7 +107,7 @@ class OnnxClipEmbedder:
     def folder(self) -> Path:
         """The export of these weights as they are when first asked (at load, normally)."""
         weights = weights_identity(self.pretrained, _looks_like_path(self.pretrained))
-        return export_folder(self.models_dir, self.model_name, weights)
+        return export_folder(self.onnx_dir, self.model_name, weights)
 
     def load(self) -> None:
         """Export if needed, open both graphs and check they answer the probe as recorded."""
@@ -140,6 +143,9 @@ class OnnxClipEmbedder:
 
         options = ort.SessionOptions()
         options.inter_op_num_threads = 1
+        # Threads that spin between runs starve the request and decoding threads beside them
+        # on a small machine (as OMP_WAIT_POLICY=PASSIVE does for torch).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self.threads:
             options.intra_op_num_threads = self.threads
         try:

@@ -1,12 +1,13 @@
 """Where ONNX exports of CLIP models live, what their manifest says, and how one is obtained.
 
-An export is a folder under ``<data dir>/models/onnx/``, named by the model and a hash of what
-the weights are (a named release, a local file's path, size and modification time, or random
-weights) and of the export format, so a changed model or checkpoint gets a new export. It holds
-``text.onnx`` and ``image.onnx`` (weights beside them in ``*.onnx.data``, memory-mapped by ONNX
-Runtime), their int8 variants when asked for, ``tokenizer.json`` and ``manifest.json``. The
-export runs in a child process (``python -m scenery.onnx_export``) under a file lock, so
-workers starting together export once and the process asking never imports torch.
+An export is a folder under ``SCENERY_ONNX_DIR`` (default ``<data dir>/models/onnx/``), named
+by the model and a hash of what the weights are (a named release, a local file's path, size
+and modification time, or random weights) and of the export format, so a changed model or
+checkpoint gets a new export. It holds ``text.fp32.onnx`` and ``image.fp32.onnx`` (weights
+beside them in ``*.onnx.data``, memory-mapped by ONNX Runtime), their int8 variants when asked
+for, ``tokenizer.json`` and ``manifest.json``. The export runs in a child process
+(``python -m scenery.onnx_export``) under a file lock, so workers starting together export
+once and the process asking never imports torch.
 """
 
 from __future__ import annotations
@@ -88,11 +89,12 @@ def weights_identity(pretrained: str, looks_like_path: bool) -> str:
     return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def export_folder(models_dir: Path, model: str, weights: str) -> Path:
-    """The folder of the export of ``model`` with these weights, in this export format."""
+def export_folder(onnx_dir: Path, model: str, weights: str) -> Path:
+    """The folder under ``onnx_dir`` of the export of ``model`` with these weights, in this
+    export format."""
     key = json.dumps({"model": model, "weights": weights, "format": EXPORT_FORMAT, "opset": OPSET})
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return models_dir / "onnx" / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', model)}-{digest}"
+    return onnx_dir / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', model)}-{digest}"
 
 
 def file_digest(path: Path) -> str:

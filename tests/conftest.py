@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from tests.fetch_host import Host, Sleeps
 
 REPO = Path(__file__).resolve().parents[1]
+# One folder of ONNX model exports for the whole run (processes the tests start inherit it):
+# the default runtime exports the tiny model once, not into every test's data dir.
+os.environ.setdefault(
+    "SCENERY_ONNX_DIR",
+    str(Path(os.environ.get("TMPDIR", "/tmp")) / f"scenery-test-onnx-{os.getuid()}"),
+)
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
 PG_URL = os.environ.get("SCENERY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ARTIFACTS = REPO / "test-artifacts"
