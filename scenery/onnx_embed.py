@@ -146,6 +146,8 @@ class OnnxClipEmbedder:
         # Threads that spin between runs starve the request and decoding threads beside them
         # on a small machine (as OMP_WAIT_POLICY=PASSIVE does for torch).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # No arena kept at its peak (a batch of 32): measured 30 MB less, no slower.
+        options.enable_cpu_mem_arena = False
         if self.threads:
             options.intra_op_num_threads = self.threads
         try:
