@@ -161,7 +161,8 @@ def obtain(
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise ModelLoadError(f"ONNX export failed: {tail[0]}")
+            reason = tail[0].removeprefix("scenery.errors.ModelLoadError: ")
+            raise ModelLoadError(f"ONNX export failed: {reason}")
         manifest = read_manifest(folder, variant)
         if manifest is None:
             raise ModelLoadError(f"ONNX export wrote no usable {variant} export into {folder}")
