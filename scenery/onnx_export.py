@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,38 +43,25 @@ def _session(path: Path) -> Any:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-class _Text:
-    """The text tower as a module of tokens -> features (traced by the exporter)."""
+def _tower(model: Any, forward: Any) -> Any:
+    """``forward`` over ``model`` as a torch module (what the exporter traces); the model is
+    a submodule, so its weights export as the graph's initializers."""
+    import torch
 
-    def __new__(cls, model: Any, short: bool) -> Any:
-        import torch
+    class Tower(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-        class Text(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return forward(x)  # type: ignore[no-any-return]
 
-            def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-                if short:
-                    return encode_text_prefix(self.model, tokens)
-                return self.model.encode_text(tokens)
-
-        return Text()
+    return Tower()
 
 
-class _Image:
-    def __new__(cls, model: Any) -> Any:
-        import torch
-
-        class Image(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-                return self.model.encode_image(pixels)
-
-        return Image()
+def _text_tower(model: Any, short: bool) -> Any:
+    """Tokens -> text features: the short context when the tower allows it."""
+    return _tower(model, partial(encode_text_prefix, model) if short else model.encode_text)
 
 
 def _export(module: Any, example: Any, path: Path, dynamic: dict[int, Any]) -> None:
@@ -121,10 +109,18 @@ def export_fp32(folder: Path, model_name: str, pretrained: str, cache_dir: Path)
         length = {1: Dim("length", min=2, max=context)} if short else {}
         with torch.inference_mode(False), torch.no_grad():
             _export(
-                _Text(model, short), sample, work / "text.fp32.onnx", {0: Dim("batch"), **length}
+                _text_tower(model, short),
+                sample,
+                work / "text.fp32.onnx",
+                {0: Dim("batch"), **length},
             )
             pixels = torch.from_numpy(preprocess.batch(probe_images(preprocess.side)))
-            _export(_Image(model), pixels, work / "image.fp32.onnx", {0: Dim("batch")})
+            _export(
+                _tower(model, model.encode_image),
+                pixels,
+                work / "image.fp32.onnx",
+                {0: Dim("batch")},
+            )
             tokens = torch.from_numpy(ours(list(PROBE_TEXTS), full_context=True))
             reference = {
                 "text": normalise(model.encode_text(tokens).numpy()),
