@@ -160,6 +160,15 @@ class Settings(BaseSettings):
     watermark_threshold: float = Field(default=0.85, ge=0, le=1)  # reject at or above
     watermark_borderline: float = Field(default=0.5, ge=0, le=1)  # queue at or above
 
+    # -- text watermarks: RapidOCR (PP-OCRv4 from its wheel) reads the photo --------------------
+    # Score in [0, 1] from where text sits, what it says and whether it repeats
+    # (scenery.curation.ocr_evidence); text in the middle of the frame alone never fails.
+    ocr_watermark: bool = True
+    ocr_max_side: int = Field(default=1024, ge=320, le=4096)  # long side of the view it reads
+    ocr_threads: int | None = Field(default=None, ge=1)  # onnxruntime threads; None: all cores
+    ocr_watermark_threshold: float = Field(default=0.8, ge=0, le=1)  # reject at or above
+    ocr_watermark_borderline: float = Field(default=0.5, ge=0, le=1)  # queue at or above
+
     # -- NSFW: NudeNet exposed-body detections and a CLIP zero-shot score ----------------------
     nsfw_nudenet: bool = True
     nsfw_nudenet_threshold: float = Field(default=0.6, ge=0, le=1)

@@ -29,6 +29,7 @@ from scenery.curation.verdicts import (
     prepare_filters,
     run_filters,
 )
+from scenery.curation.ocr_watermark import OcrWatermarkFilter, text_view
 from scenery.curation.watermark import DETAIL, detail_view
 from scenery.errors import ImageRejected, NotFound
 from scenery.imaging import ImageLimits, decode, perceptual_hashes, thumbnail
@@ -42,6 +43,7 @@ LABELS = ("good", "offtopic", "watermark", "nsfw", "duplicate")
 CATCHES = {
     "gallery_fit": "offtopic",
     "watermark": "watermark",
+    "watermark_text": "watermark",
     "nsfw": "nsfw",
     "exact_duplicate": "duplicate",
     "phash_duplicate": "duplicate",
@@ -114,7 +116,9 @@ def evaluate(
     kinds = sorted({CATCHES[f.name] for f in filters if f.name in CATCHES})
     result = Evaluation(by_kind={kind: Confusion() for kind in kinds})
     result.decisions = {label: Counter() for label in LABELS}
-    for batch in _facts_batches(ctx, files, result):
+    # The OCR reads a larger view than the quadrant detector's: decode for it when it runs.
+    text_side = next((f.max_side for f in filters if isinstance(f, OcrWatermarkFilter)), None)
+    for batch in _facts_batches(ctx, files, result, text_side):
         prepare_filters(filters, [facts for facts, _ in batch])
         for facts, label in batch:
             results = run_filters(filters, facts)
@@ -140,7 +144,7 @@ def _filters(ctx: Context) -> list[Filter]:
 
 
 def _facts_batches(
-    ctx: Context, files: list[tuple[Path, str]], result: Evaluation
+    ctx: Context, files: list[tuple[Path, str]], result: Evaluation, text_side: int | None = None
 ) -> Iterator[list[tuple[Facts, str]]]:
     limits = ImageLimits.from_settings(ctx.settings)
     for start in range(0, len(files), BATCH):
@@ -148,7 +152,7 @@ def _facts_batches(
         for path, label in files[start : start + BATCH]:
             data = path.read_bytes()
             try:
-                image = decode(data, limits, edge=DETAIL)
+                image = decode(data, limits, edge=max(DETAIL, text_side or 0))
             except ImageRejected as exc:
                 result.unreadable.append((path, exc.reason))
                 continue
@@ -169,6 +173,7 @@ def _facts_batches(
                 vector,
                 small,
                 detail_view(image.image),
+                text_view(image.image, text_side) if text_side else None,
             )
             batch.append((facts, label))
         yield batch

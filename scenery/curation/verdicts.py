@@ -56,6 +56,9 @@ class Facts:
     image: Image.Image  # grid-size RGB thumbnail
     # A 448x448 squashed view (for the watermark detector's quadrants); None: make one from image
     detail: Image.Image | None = None
+    # An RGB view at the OCR's input size (long side ocr_max_side) for the text-watermark
+    # filter; None: it reads ``image`` instead (smaller: tiny text may be missed)
+    text_view: Image.Image | None = None
 
 
 class Filter(Protocol):
