@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/api_latency.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/curation.py
+	$(BIN)/python bench/watermark.py
 	$(BIN)/python bench/review_session.py
 	$(BIN)/python bench/task_queue.py
 	$(BIN)/python bench/load.py
@@ -55,6 +56,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/api_latency.py --quick
 	$(BIN)/python bench/ingest.py --quick
 	$(BIN)/python bench/curation.py --quick
+	$(BIN)/python bench/watermark.py --quick
 	$(BIN)/python bench/review_session.py --quick
 	$(BIN)/python bench/task_queue.py --quick
 	$(BIN)/python bench/load.py --quick

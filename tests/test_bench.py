@@ -448,3 +448,51 @@ def test_backup_quick_times_backup_and_restore_on_both_databases() -> None:
         # both sizes are printed to 0.05 MiB, the share to 0.05%
         assert (new - 0.05) / (size + 0.05) * 100 - 0.05 <= share
         assert share <= (new + 0.05) / (size - 0.05) * 100 + 0.05
+
+
+@pytest.mark.slow
+def test_watermark_quick_reports_each_signal_per_style_and_the_ocr_cost() -> None:
+    from scenery.config import Settings
+
+    out = run_quick("watermark")
+    bases, negatives, styles, images = figures(
+        out, rf"^labelled set: {NUM} base photos x \({NUM} negatives \+ {NUM} styles\) = {NUM}"
+    )
+    assert bases == 4 and images == bases * (negatives + styles) and styles >= 6
+    text_styles = ["corner signature", "@handle", "URL", "centred translucent", "tiled stock"]
+    every = [*text_styles, "logo mark (not text)", "text styles (overall)"]
+    sections = {s.split("\n", 1)[0]: s for s in re.split(r"^== ", out, flags=re.MULTILINE)}
+    ocr = next(s for title, s in sections.items() if title.startswith("OCR signal"))
+    clip = next(s for title, s in sections.items() if title.startswith("CLIP quadrant"))
+    both = next(s for title, s in sections.items() if title.startswith("combined"))
+    fail, queue = figures(ocr, rf"thresholds: fail >= {NUM}, queue >= {NUM}")
+    defaults = Settings()
+    assert (fail, queue) == (defaults.ocr_watermark_threshold, defaults.ocr_watermark_borderline)
+    tables = {name: rows(text, every, 7) for name, text in (("ocr", ocr), ("both", both))}
+    tables["clip"] = rows(clip, every, 7)
+    for table in tables.values():
+        for name, (n, rejected, queued, passed, recall, rejects, _) in table.items():
+            assert n == rejected + queued + passed, name
+            assert recall == pytest.approx((rejected + queued) / n, abs=0.006), name
+            assert rejects == pytest.approx(rejected / n, abs=0.006), name
+        overall = table["text styles (overall)"]
+        assert overall[:4] == [sum(table[s][i] for s in text_styles) for i in range(4)]
+    for name in every:  # rejected when either rejects, passed only when both pass
+        assert tables["both"][name][1] >= max(tables["ocr"][name][1], tables["clip"][name][1])
+        assert tables["both"][name][3] <= min(tables["ocr"][name][3], tables["clip"][name][3])
+    negatives_rows = rows(ocr, ["clean", "scene text"], 4)
+    for n, rejected, queued, passed in negatives_rows.values():
+        assert n == bases == rejected + queued + passed
+    cost = rf"^OCR stage per candidate at {NUM} px: median {NUM} ms, p90 {NUM} ms over {NUM}"
+    median, p90, count = figures(ocr, cost)[1:]
+    assert 0 < median <= p90 and count == images
+    side, recall, rejected_negatives = figures(
+        out, rf"^side {NUM} px: recall {NUM}, clean or scene-text rejected {NUM}"
+    )
+    assert side == defaults.ocr_max_side
+    assert recall == tables["ocr"]["text styles (overall)"][4]
+    assert rejected_negatives == sum(r[1] for r in negatives_rows.values())
+    verdict = re.search(r"^acceptance at .*: (PASS|FAIL)$", out, re.MULTILINE)
+    assert verdict is not None
+    assert (verdict.group(1) == "PASS") == (recall >= 0.9 and rejected_negatives == 0)
+    assert "random weights" in clip
