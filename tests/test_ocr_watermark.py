@@ -13,9 +13,11 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from scenery.config import Settings
+from scenery.context import Context
+from scenery.curation import evaluate as evaluation
 from scenery.curation.ocr_evidence import MIDDLE_CAP, TextLine, clean_text, judge
 from scenery.curation.ocr_watermark import OcrReader, OcrWatermarkFilter, text_view
-from scenery.curation.verdicts import BatchPreparing, Facts, Verdict
+from scenery.curation.verdicts import BatchPreparing, Facts, FilterResult, Verdict
 from scenery.imaging import thumbnail
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
@@ -207,6 +209,41 @@ def test_missing_text_view_reads_the_grid_thumbnail(photos: list[Path]) -> None:
     result = OcrWatermarkFilter(Recording()).check(facts)
     assert seen == [facts.image.size]
     assert (result.verdict, result.score, result.reason) == (Verdict.PASS, 0.0, "no text found")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_evaluate_takes_watermark_recall_from_the_ocr_without_training(
+    ctx: Context,
+    ocr: OcrWatermarkFilter,
+    photos: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = tmp_path / "labelled"
+    for label in ("good", "watermark"):
+        (root / label).mkdir(parents=True)
+    for name in ("aitzgorri", "bythewater"):
+        photo(photos, name).save(root / "good" / f"{name}.jpg", quality=90)
+    marks = (("picosdeeuropa", "© Jane Doe Photography", "br"), ("sunset", "@alpine.lens", "tl"))
+    for name, text, where in marks:
+        overlay(photo(photos, name), text, where).save(root / "watermark" / f"{name}.jpg")
+    views: list[tuple[int, int] | None] = []
+
+    class Recording(OcrWatermarkFilter):
+        def check(self, facts: Facts) -> FilterResult:
+            views.append(facts.text_view.size if facts.text_view is not None else None)
+            return super().check(facts)
+
+    only_ocr = Recording(ocr.reader, ocr.threshold, ocr.borderline)
+    monkeypatch.setattr(evaluation, "model_filters", lambda ctx: [only_ocr])
+    result = evaluation.evaluate(ctx, root)
+    confusion = result.by_kind["watermark"]
+    assert (confusion.tp, confusion.fp, confusion.fn, confusion.tn) == (2, 0, 0, 2)
+    assert result.decisions["watermark"]["rejected"] == 2
+    assert result.decisions["good"]["published"] == 2
+    # The photos are 1,600 px wide: each was decoded for, and read at, the OCR's own size.
+    assert len(views) == 4
+    assert all(size is not None and max(size) == DEFAULTS.ocr_max_side for size in views)
 
 
 # -- the evidence, on hand-made lines ----------------------------------------------------------
