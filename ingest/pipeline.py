@@ -13,9 +13,10 @@ import logging
 import os
 import threading
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -52,9 +53,13 @@ from scenery.curation.verdicts import (
     Decision,
     Facts,
     Filter,
+    FilterResult,
     decide,
-    prepare_filters,
+    is_expensive,
+    rejected_by,
+    run_cascade,
     run_filters,
+    screen,
 )
 from scenery.db import exclusive, transaction
 from scenery.library import find_by_sha
@@ -63,6 +68,16 @@ from scenery.models import CandidateState, utcnow
 log = logging.getLogger(__name__)
 PREPARE_NICENESS = 10
 DECIDE_LOCK = "ingest-decide"
+
+
+@dataclass
+class Screened:
+    """An embedded batch whose expensive filters are under way on the screening thread."""
+
+    ready: list[Prepared]
+    facts: list[Facts]
+    ran: Future[list[dict[str, FilterResult]]]  # per candidate: expensive results by filter
+    seconds: defaultdict[str, float]  # the screening thread's own timings, added once done
 
 
 class Ingest:
@@ -91,6 +106,7 @@ class Ingest:
         self._run_shas: dict[str, int] = {}
         self._resolved: set[str] = set()  # posts this run resolved (a failure waits a run)
         self._detail = False  # whether workers make the watermark detector's 448 px views
+        self._text_edge = 0  # the long side of the OCR filter's view, when it runs
 
     # -- list and resolve ---------------------------------------------------------------------
 
@@ -212,10 +228,17 @@ class Ingest:
             self.ctx.embedder.load()  # a model that cannot load stops the run before any file
         filters = self._filters(bank)
         self._detail = any(f.name == "watermark" for f in filters)
-        # The model runs on its own thread: while it embeds one batch, this thread stores the
-        # decisions of the batch before (torch releases the GIL while it computes).
-        with ThreadPoolExecutor(1, thread_name_prefix="embed") as model:
-            previous: tuple[list[Prepared], Future[np.ndarray]] | None = None
+        # The OCR filter reads a larger view, made by the workers from the decoded image.
+        self._text_edge = max((int(getattr(f, "max_side", 0)) for f in filters), default=0)
+        # Three stages overlap: the model embeds batch N on its thread, the expensive filters
+        # (NSFW, watermark, OCR) look at batch N-1 on theirs, and this thread judges and
+        # stores batch N-2 (torch and onnxruntime release the GIL while they compute).
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="embed") as model,
+            ThreadPoolExecutor(1, thread_name_prefix="screen") as screener,
+        ):
+            embedding: tuple[list[Prepared], Future[np.ndarray]] | None = None
+            screening: Screened | None = None
             for batch in self._prepared_batches(jobs):
                 if self._stopping():
                     break
@@ -226,12 +249,16 @@ class Ingest:
                         self._record_duplicate(item)
                 ready = [item for item in batch if isinstance(item, Prepared)]
                 current = (ready, model.submit(self._embed, ready)) if ready else None
-                if previous is not None:
-                    self._store_batch(*previous, filters, bank)
-                previous = current
+                if screening is not None:
+                    self._store_batch(screening, filters, bank)
+                # After the batch before is stored: its files count as duplicates here.
+                screening = self._screen(*embedding, filters, screener) if embedding else None
+                embedding = current
                 self.progress("candidates", len(batch))
-            if previous is not None:
-                self._store_batch(*previous, filters, bank)
+            if screening is not None:
+                self._store_batch(screening, filters, bank)
+            if embedding is not None:
+                self._store_batch(self._screen(*embedding, filters, screener), filters, bank)
         if self.summary.published:
             self.ctx.index.save()
 
@@ -241,20 +268,39 @@ class Ingest:
         self.summary.add_time("embed", time.perf_counter() - started)
         return vectors
 
-    def _store_batch(
+    def _screen(
         self,
         ready: list[Prepared],
         vectors: Future[np.ndarray],
         filters: list[Filter],
-        bank: HashBank,
-    ) -> None:
-        """Filter, decide and store one embedded batch in one transaction.
+        screener: ThreadPoolExecutor,
+    ) -> Screened:
+        """Start the expensive filters on the candidates of an embedded batch that the cheap
+        filters, as the run stands now, do not reject."""
+        batch = self._facts(ready, vectors.result())
+        cheap = [f for f in filters if not is_expensive(f.name)]
+        alive = [i for i, facts in enumerate(batch) if not rejected_by(run_filters(cheap, facts))]
+        seconds: defaultdict[str, float] = defaultdict(float)
+
+        def expensive() -> list[dict[str, FilterResult]]:
+            found = screen(filters, [batch[i] for i in alive], seconds)
+            out: list[dict[str, FilterResult]] = [{} for _ in batch]
+            for i, results in zip(alive, found, strict=True):
+                out[i] = results
+            return out
+
+        return Screened(ready, batch, screener.submit(expensive), seconds)
+
+    def _store_batch(self, screened: Screened, filters: list[Filter], bank: HashBank) -> None:
+        """Filter, decide and store one screened batch in one transaction.
 
         Candidates are judged one after another, each against the run state the ones before
         it left (hash bank, index, stored hashes), so two copies in one batch are caught."""
-        embedded = vectors.result()
+        ran = screened.ran.result()
+        for stage, seconds in screened.seconds.items():
+            self.summary.add_time(stage, seconds)
+        ready = screened.ready
         started = time.perf_counter()
-        batch = self._facts(ready, embedded, filters)
         applied: list[tuple[Judged, int | None]] = []
         try:
             with transaction(self.ctx.sessions) as session:
@@ -266,12 +312,12 @@ class Ingest:
                     c.id: c
                     for c in load_candidates(session, [item.job.candidate_id for item in ready])
                 }
-                for item, facts in zip(ready, batch, strict=True):
+                for item, facts, known in zip(ready, screened.facts, ran, strict=True):
                     candidate = loaded.get(item.job.candidate_id)
                     if candidate is None or candidate.state != CandidateState.PENDING:
                         self.summary.decided_elsewhere += 1  # a concurrent run got there first
                         continue
-                    judged = self._judge(item, facts, filters)
+                    judged = self._judge(item, facts, filters, known)
                     image_id = self._store(session, judged)
                     self._apply(judged, image_id, bank)
                     applied.append((judged, image_id))
@@ -328,6 +374,7 @@ class Ingest:
                 self._stored_sha,
                 self.ctx.storage,
                 detail=self._detail,
+                text_edge=self._text_edge or None,
             )
 
         with ThreadPoolExecutor(
@@ -373,11 +420,9 @@ class Ingest:
         elif final is not None:
             self.summary.retry_later += 1
 
-    def _facts(
-        self, ready: list[Prepared], vectors: np.ndarray, filters: list[Filter]
-    ) -> list[Facts]:
-        """Each candidate's facts, after the filters that work batch-wise have seen them all."""
-        batch = [
+    def _facts(self, ready: list[Prepared], vectors: np.ndarray) -> list[Facts]:
+        """Each candidate's facts, from its files and its embedding."""
+        return [
             Facts(
                 item.sha256,
                 item.file.width,
@@ -387,14 +432,21 @@ class Ingest:
                 vector,
                 item.file.small,
                 item.file.detail,
+                item.text_view,
             )
             for item, vector in zip(ready, vectors, strict=True)
         ]
-        prepare_filters(filters, batch, self.summary.seconds)
-        return batch
 
-    def _judge(self, item: Prepared, facts: Facts, filters: list[Filter]) -> Judged:
-        results = run_filters(filters, facts, self.summary.seconds)
+    def _judge(
+        self,
+        item: Prepared,
+        facts: Facts,
+        filters: list[Filter],
+        known: dict[str, FilterResult],
+    ) -> Judged:
+        """Every filter's verdict, cheapest first, the expensive ones from the screening (or
+        run now, should the cheap ones no longer reject it); then the decision."""
+        results = run_cascade(filters, facts, self.summary.seconds, known)
         decision, deciding = decide(results)
         return Judged(item, facts.vector, decision, deciding, results)
 

@@ -13,7 +13,7 @@ Approvals join the reference set; labelled rejections become training negatives
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -63,6 +63,18 @@ def uncertainty_margin(results: Iterable[dict[str, Any]]) -> float:
         if r.get("verdict") == "borderline" and r.get("margin") is not None
     ]
     return min(margins, default=UNSCORED)
+
+
+def not_run(
+    results: Iterable[dict[str, Any]] | None, required: Collection[str] | None = None
+) -> list[str]:
+    """The filters recorded as not run in a candidate's results (the ingest cascade skips the
+    expensive ones once a cheaper one rejected it), among ``required`` when given."""
+    return [
+        str(r["filter"])
+        for r in results or []
+        if r.get("verdict") == "not_run" and (required is None or r.get("filter") in required)
+    ]
 
 
 def review_queue(session: Session) -> list[QueueItem]:
@@ -139,14 +151,30 @@ def _review(
     candidate.reviewed_at = utcnow() if verdict else None
 
 
-def approve(session: Session, image_ids: Sequence[int], user: str) -> list[Image]:
-    """Publish images (queued, rejected or unpublished) and record the approval."""
+def approve(
+    session: Session,
+    image_ids: Sequence[int],
+    user: str,
+    *,
+    required: Collection[str] | None = None,
+) -> list[Image]:
+    """Publish images (queued, rejected or unpublished) and record the approval.
+
+    An image whose candidate skipped checks (rejected by a cheaper filter first) is refused
+    until they have run (``scenery.curation.recheck``): all of them, or those in ``required``
+    (the filters the settings enable now; one turned off cannot run)."""
     done = []
     for image, candidate in _load(session, image_ids):
         if image.status == ImageStatus.DELETED:
             raise ReviewError(f"image {image.id} was deleted")
         if image.purged_at is not None:
             raise ReviewError(f"image {image.id}'s files were dropped after the retention period")
+        skipped = not_run(candidate.filters if candidate else None, required)
+        if skipped and image.status != ImageStatus.PUBLISHED:
+            raise ReviewError(
+                f"image {image.id} was never checked by {', '.join(skipped)} (a cheaper filter "
+                "rejected it first): publish it from the admin pages, which run them first"
+            )
         set_status(session, image, ImageStatus.PUBLISHED)
         _review(candidate, "approved", None, user)
         done.append(image)
@@ -302,13 +330,27 @@ def duplicate_pairs(session: Session, *, include_reviewed: bool = False) -> list
     return pairs
 
 
-def keep_duplicate(session: Session, candidate_id: int, keep: str, user: str) -> None:
-    """Resolve a pair: keep the candidate (publish it, hide the other) or keep the stored one."""
+def candidate_image(session: Session, candidate_id: int) -> int | None:
+    """The image a candidate's file became, if any."""
+    candidate = session.get(Candidate, candidate_id) if 0 < candidate_id <= MAX_ID else None
+    return candidate.image_id if candidate is not None else None
+
+
+def keep_duplicate(
+    session: Session,
+    candidate_id: int,
+    keep: str,
+    user: str,
+    *,
+    required: Collection[str] | None = None,
+) -> None:
+    """Resolve a pair: keep the candidate (publish it, hide the other) or keep the stored one.
+    ``required`` as for ``approve``."""
     candidate = session.get(Candidate, candidate_id) if 0 < candidate_id <= MAX_ID else None
     if candidate is None or candidate.image_id is None or candidate.matched_image_id is None:
         raise NotFound(f"no duplicate pair for candidate {candidate_id}")
     if keep == "candidate":
-        approve(session, [candidate.image_id], user)
+        approve(session, [candidate.image_id], user, required=required)
         reject(session, [candidate.matched_image_id], "duplicate", user)
     elif keep == "stored":
         reject(session, [candidate.image_id], "duplicate", user)

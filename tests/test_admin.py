@@ -144,6 +144,10 @@ def test_rejected_log_filters_by_reason_and_date_and_publishes_anyway(
     assert "Nothing rejected with these filters" in future
     small = world.image_of("tiny")
     token = page_token(admin, "/admin/rejected")
+    # rejected by its size, it skipped the NSFW check: that runs first, and the admin confirms
+    checks = admin.post("/admin/publish", data={"ids": str(small.id), "csrf_token": token})
+    assert "Checks before publishing" in checks.get_data(as_text=True)
+    assert world.status(small.id) == ImageStatus.REJECTED
     admin.post("/admin/publish", data={"ids": str(small.id), "csrf_token": token})
     assert world.status(small.id) == ImageStatus.PUBLISHED
     assert "too_small" not in admin.get("/admin/rejected").get_data(as_text=True)
@@ -191,7 +195,12 @@ def test_duplicate_pairs_offer_both_and_keep_either(world: AdminWorld, admin: Fl
     matched = candidate.matched_image_id
     assert matched is not None and world.status(matched) == ImageStatus.PUBLISHED
     token = page_token(admin, "/admin/duplicates")
-    admin.post(f"/admin/duplicates/{candidate.id}", data={"keep": "candidate", "csrf_token": token})
+    keep = {"keep": "candidate", "csrf_token": token}
+    # keeping the new copy publishes it: the NSFW check it skipped runs first, then confirm
+    checks = admin.post(f"/admin/duplicates/{candidate.id}", data=keep)
+    assert "Checks before publishing" in checks.get_data(as_text=True)
+    assert world.status(mirror.id) == ImageStatus.REJECTED
+    admin.post(f"/admin/duplicates/{candidate.id}", data=keep)
     assert world.status(mirror.id) == ImageStatus.PUBLISHED
     assert world.status(matched) == ImageStatus.REJECTED
     assert "0 to decide" in admin.get("/admin/duplicates").get_data(as_text=True)
@@ -262,7 +271,9 @@ def test_dashboard_shows_the_numbers_of_the_ingest(world: AdminWorld, admin: Fla
     # after two reviews the agreement rate is real too: a pipeline rejection the admin upheld
     # and one the admin overturned
     token = page_token(admin, "/admin/rejected")
-    admin.post("/admin/publish", data={"ids": str(world.image_of("tiny").id), "csrf_token": token})
+    tiny = {"ids": str(world.image_of("tiny").id), "csrf_token": token}
+    admin.post("/admin/publish", data=tiny)  # runs the NSFW check it skipped: then confirm
+    admin.post("/admin/publish", data=tiny)
     mirror = world.image_of("mirror").id
     admin.post("/admin/decide", data={"act": f"reject:duplicate:{mirror}", "csrf_token": token})
     page = admin.get("/admin/").get_data(as_text=True)

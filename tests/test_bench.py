@@ -317,6 +317,27 @@ def test_curation_quick_times_each_filter_as_the_pipeline_calls_it() -> None:
     total = figures(out, rf"^total\s+{NUM}")[0]
     assert total == pytest.approx(sum(ms for ms, _ in stages.values()), abs=0.05)
     assert stages["NudeNet (batched)"][0] > 0 and stages["base (decode, thumb, hash, embed)"][0] > 0
+    # the cascade: a mix the gallery fit mostly rejects, every cost also as a ratio to the base
+    [share] = figures(out, rf"^== cascade, tiny-test: {NUM} candidates, {NUM}% rejected")[1:]
+    assert 50 <= share <= 100
+    assert re.search(r"^OCR:\s+(on \(text view \d+ px\)|not built yet.*left out)$", out, re.M)
+    cascade = out.split("== cascade")[1]
+    costs = rows(
+        cascade,
+        [
+            "base (decode, thumb, hash, embed)",
+            "mix, every filter on every one",
+            "mix, cascade",
+            "passes every filter",
+        ],
+        2,
+    )
+    base = costs["base (decode, thumb, hash, embed)"][0]
+    assert costs["base (decode, thumb, hash, embed)"][1] == 1.0
+    for ms, ratio in costs.values():
+        assert ms >= base * 0.99 and ratio == pytest.approx(ms / base, abs=0.02)
+    [ratio] = figures(cascade, rf"^cascade on the mix:\s+{NUM}x base")
+    assert ratio == costs["mix, cascade"][1]
 
 
 @pytest.mark.slow

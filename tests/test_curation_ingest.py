@@ -3,8 +3,9 @@
 The tiny model has random weights, so which photo the watermark detector or the CLIP NSFW
 ensemble scores highest is arbitrary; the test scores the candidates the way the pipeline does
 first and sets the thresholds between those scores (settings hold every threshold). What it
-checks is the pipeline: every filter runs on every candidate, each verdict follows its filter's
-thresholds, the decision follows the verdicts, and the reasons are kept and explained.
+checks is the pipeline: every filter runs on every candidate no cheaper filter rejected (the
+others record "not run"), each verdict follows its filter's thresholds, the decision follows
+the verdicts, and the reasons are kept and explained.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from scenery.context import Context
 from scenery.curation.explain import explain
 from scenery.curation.fitting import fit_gallery_model
 from scenery.curation.nsfw import ClipNsfwScorer
-from scenery.curation.verdicts import Facts
+from scenery.curation.verdicts import COST_ORDER, EXPENSIVE, Facts
 from scenery.curation.watermark import (
     DETAIL,
     WatermarkFilter,
@@ -120,7 +121,9 @@ def gallery(
 
 def pipeline_scores(g: Gallery, data: bytes) -> tuple[float, float]:
     """The watermark and CLIP NSFW probabilities, from the views the pipeline makes."""
-    decoded = decode(data, g.settings.max_image_pixels, edge=DETAIL)
+    # decoded as large as the OCR's view needs, when the OCR filter runs
+    text_edge = g.settings.ocr_max_side if g.settings.ocr_watermark else 0
+    decoded = decode(data, g.settings.max_image_pixels, edge=max(DETAIL, text_edge))
     small = thumbnail(decoded.image, GRID_THUMB)
     vector = g.embedder.encode_images([small])[0]
     facts = Facts("x", decoded.width, decoded.height, "", "", vector, small)
@@ -156,10 +159,11 @@ def test_ingest_decides_with_every_filter_and_explains_each_decision(gallery: Ga
     g = gallery
     photos = [key for key in g.candidates if key.startswith("fresh")]
     scored = {key: pipeline_scores(g, g.candidates[key]) for key in photos}
-    wm_fail, wm_queue = between([wm for wm, _ in scored.values()])
-    # The NSFW threshold picks among the photos the watermark filter lets through.
-    clean = [nsfw for wm, nsfw in scored.values() if wm < wm_queue]
-    nsfw_fail, nsfw_queue = between(clean)
+    nsfw_fail, nsfw_queue = between([nsfw for _, nsfw in scored.values()])
+    # The NSFW filter runs first (it costs less): the watermark threshold picks among the
+    # photos it lets through, since a rejected photo never runs the watermark detector.
+    clean = [wm for wm, nsfw in scored.values() if nsfw < nsfw_fail]
+    wm_fail, wm_queue = between(clean)
     settings = g.settings.model_copy(
         update={
             "watermark_threshold": wm_fail,
@@ -187,7 +191,19 @@ def test_ingest_decides_with_every_filter_and_explains_each_decision(gallery: Ga
         kinds = {r["verdict"] for r in item.filters}
         expected = "reject" if "fail" in kinds else "queue" if "borderline" in kinds else "publish"
         assert STATE[item.state] == expected, (key, item.filters)
-        if key in scored:  # the pipeline scored what the test scored, and judged by the settings
+        # Cheapest first; once a filter fails, the expensive ones after it did not run.
+        failed = next((r["filter"] for r in item.filters if r["verdict"] == "fail"), None)
+        for r in item.filters:
+            skipped = r["verdict"] == "not_run"
+            assert skipped == (
+                r["filter"] in EXPENSIVE
+                and failed is not None
+                and (COST_ORDER.index(r["filter"]) > COST_ORDER.index(failed))
+            ), (key, item.filters)
+            if skipped:
+                assert r["reason"] == f"not run: decided by {failed}"
+        if key in scored and results["watermark"]["verdict"] != "not_run":
+            # the pipeline scored what the test scored, and judged by the settings
             assert set(results) >= {"image_rules", "gallery_fit", "watermark", "nsfw"}
             wm, nsfw = scored[key]
             assert results["watermark"]["score"] == pytest.approx(wm, abs=1e-4)
@@ -217,7 +233,7 @@ def test_ingest_decides_with_every_filter_and_explains_each_decision(gallery: Ga
     # a flat frame is far from every photo, even in the tiny random model's space
     flat = result("magenta", "gallery_fit")
     assert (flat["verdict"], flat["code"]) == ("fail", "off_topic")
-    assert verdicts["watermark"] == {"fail", "borderline", "pass"}
+    assert verdicts["watermark"] - {"not_run"} == {"fail", "borderline", "pass"}
     assert "fail" in verdicts["nsfw"] and "borderline" in verdicts["nsfw"]
     assert "pass" in verdicts["gallery_fit"]
     # and a post rule: the over_18 post never became a candidate

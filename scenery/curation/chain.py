@@ -3,6 +3,8 @@ model-based filters from the newest saved models, as the settings enable them.""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 from collections.abc import Callable
 
@@ -13,7 +15,7 @@ from scenery.curation.duplicates import ClipDuplicate, HashBank, PerceptualDupli
 from scenery.curation.gallery_fit import GalleryFit, load_gallery_model
 from scenery.curation.nsfw import NsfwFilter
 from scenery.curation.reference import reference_count
-from scenery.curation.verdicts import Filter
+from scenery.curation.verdicts import Filter, by_cost, is_expensive
 from scenery.curation.watermark import WatermarkFilter
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,8 @@ def near_duplicate_filters(ctx: Context, bank: HashBank) -> list[Filter]:
 
 
 def model_filters(ctx: Context) -> list[Filter]:
-    """Gallery fit, watermark and NSFW filters, as the settings enable them."""
+    """Gallery fit, NSFW, watermark and watermark-text filters as the settings enable them,
+    cheapest first (``verdicts.COST_ORDER``)."""
     settings, name = ctx.settings, ctx.embedder.name
     filters: list[Filter] = []
     if settings.gallery_fit:
@@ -63,4 +66,25 @@ def model_filters(ctx: Context) -> list[Filter]:
     nsfw = NsfwFilter.from_settings(settings, ctx.embedder)
     if nsfw is not None:
         filters.append(nsfw)
-    return filters
+    text = text_watermark_filter(ctx)
+    if text is not None:
+        filters.append(text)
+    return by_cost(filters)
+
+
+def expensive_filters(ctx: Context) -> list[Filter]:
+    """The model filters a candidate rejected by a cheaper one skips, as the settings enable
+    them: what must run on a candidate before an admin publishes it."""
+    return [f for f in model_filters(ctx) if is_expensive(f.name)]
+
+
+OCR_MODULE = "scenery.curation.ocr_watermark"
+
+
+def text_watermark_filter(ctx: Context) -> Filter | None:
+    """The OCR text-watermark filter, where its module exists and the settings enable it."""
+    if importlib.util.find_spec(OCR_MODULE) is None:
+        return None
+    module = importlib.import_module(OCR_MODULE)
+    built: Filter | None = module.OcrWatermarkFilter.from_settings(ctx.settings)
+    return built

@@ -3,8 +3,10 @@
 The folder holds one sub-folder per label: ``good/``, ``offtopic/``, ``watermark/``, ``nsfw/``,
 ``duplicate/`` (copies of images already in the gallery). Each image goes through the duplicate
 checks and the model filters as an ingested candidate would (image rules are left out: they
-need no checking and would reject small examples). A filter counts as flagging an image when
-its verdict is not ``pass``.
+need no checking and would reject small examples), cheapest first. Unlike ingest, every filter
+runs on every image, so that each is measured on all of them; the decisions are the ingest
+cascade's all the same (a skipped filter never changes one). A filter counts as flagging an
+image when its verdict is borderline or fail.
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ from scenery.config import GRID_THUMB
 from scenery.context import Context
 from scenery.curation.chain import model_filters, near_duplicate_filters
 from scenery.curation.duplicates import ExactDuplicate, HashBank
+from scenery.curation.ocr_watermark import OcrWatermarkFilter, text_view
 from scenery.curation.verdicts import (
     Decision,
     Facts,
     Filter,
     FilterResult,
+    Verdict,
+    by_cost,
     decide,
     prepare_filters,
     run_filters,
 )
-from scenery.curation.ocr_watermark import OcrWatermarkFilter, text_view
 from scenery.curation.watermark import DETAIL, detail_view
 from scenery.errors import ImageRejected, NotFound
 from scenery.imaging import ImageLimits, decode, perceptual_hashes, thumbnail
@@ -136,11 +140,9 @@ def _filters(ctx: Context) -> list[Filter]:
         with ctx.sessions() as session:
             return find_by_sha(session, [sha256]).get(sha256)
 
-    return [
-        ExactDuplicate(stored),
-        *near_duplicate_filters(ctx, bank),
-        *model_filters(ctx),
-    ]
+    return by_cost(
+        [ExactDuplicate(stored), *near_duplicate_filters(ctx, bank), *model_filters(ctx)]
+    )
 
 
 def _facts_batches(
@@ -185,7 +187,11 @@ def _tally(result: Evaluation, label: str, results: list[FilterResult]) -> None:
     result.decisions[label][decision.value] += 1
     result.overall.add(label != "good", decision != Decision.PUBLISH)
     for kind, confusion in result.by_kind.items():
-        flagged = any(r.verdict.value != "pass" for r in results if CATCHES.get(r.filter) == kind)
+        flagged = any(
+            r.verdict in (Verdict.BORDERLINE, Verdict.FAIL)
+            for r in results
+            if CATCHES.get(r.filter) == kind
+        )
         confusion.add(label == kind, flagged)
 
 

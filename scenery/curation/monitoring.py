@@ -17,6 +17,7 @@ from scenery.models import Candidate, CandidateState
 
 DECIDED = (CandidateState.PUBLISHED, CandidateState.QUEUED, CandidateState.REJECTED)
 AUTOMATIC = {CandidateState.PUBLISHED: "approved", CandidateState.REJECTED: "rejected"}
+NOT_RUN = "not_run"  # Verdict.NOT_RUN as stored
 
 
 @dataclass
@@ -55,7 +56,8 @@ def filter_scores(session: Session, since: datetime) -> dict[str, np.ndarray]:
     scores: dict[str, list[float]] = defaultdict(list)
     for results in rows:
         for result in results or []:
-            if result.get("score") is not None:
+            # A filter the cascade skipped has no score of its own on this candidate.
+            if result.get("verdict") != NOT_RUN and result.get("score") is not None:
                 scores[result["filter"]].append(float(result["score"]))
     return {name: np.asarray(values) for name, values in scores.items()}
 
@@ -78,7 +80,8 @@ def agreement(session: Session) -> Agreement:
 
     A published candidate the admin kept, or a rejected one the admin left rejected, agrees;
     queued candidates had no automatic decision and count only per filter: a filter's ``pass``
-    agrees with an approval, its ``fail`` with a rejection."""
+    agrees with an approval, its ``fail`` with a rejection. A filter that did not run on a
+    candidate (the cascade skipped it) counts neither way for that candidate."""
     rows = session.execute(
         select(Candidate.state, Candidate.review, Candidate.filters).where(
             Candidate.review.is_not(None)

@@ -16,6 +16,7 @@ from scenery.models import Image, ImageStatus
 from scenery.review import (
     REJECT_REASONS,
     approve,
+    candidate_image,
     delete,
     duplicate_pairs,
     keep_duplicate,
@@ -26,6 +27,7 @@ from scenery.review import (
     unpublish,
 )
 from web.admin import back, bp
+from web.admin.checks import checks_first
 from web.admin.feedback import after_review
 from web.forms import ActionForm, TitleForm
 from web.services import BadRequest, context, db, int_arg
@@ -82,9 +84,13 @@ def rejected() -> str:
 
 @bp.post("/publish")
 def publish_anyway() -> Any:
+    ids = _ids()
+    page, required = checks_first(ids, url_for("admin.publish_anyway"))
+    if page is not None:  # checks it skipped ran now: the admin confirms on their verdicts
+        return page
     ctx = context()
     with transaction(ctx.sessions) as session:
-        done = approve(session, _ids(), current_user.username)
+        done = approve(session, ids, current_user.username, required=required)
         count = len(done)
     after_review(ctx)
     flash(f"Published {count} image{'s' if count != 1 else ''}.", "ok")
@@ -126,6 +132,11 @@ def change_images() -> Any:
     action = request.form.get("action", "")
     ctx = context()
     files: list[tuple[str, str]] = []
+    required = None
+    if action == "publish":  # before the transaction: the checks write their own
+        page, required = checks_first(_ids(), url_for("admin.change_images"), {"action": action})
+        if page is not None:
+            return page
     with transaction(ctx.sessions) as session:
         if action == "unpublish":
             count = len(unpublish(session, _ids(), current_user.username))
@@ -134,7 +145,7 @@ def change_images() -> Any:
             files = delete(session, _ids(), current_user.username)
             message = f"Deleted {len(files)}: files removed."
         elif action == "publish":
-            count = len(approve(session, _ids(), current_user.username))
+            count = len(approve(session, _ids(), current_user.username, required=required))
             message = f"Published {count}."
         else:
             raise BadRequest(f"unknown action {action!r}")
@@ -172,8 +183,15 @@ def duplicates() -> str:
 def resolve_duplicate(candidate_id: int) -> Any:
     ctx = context()
     keep = request.form.get("keep", "")
+    required: list[str] | None = None
+    image_id = candidate_image(db(), candidate_id) if keep == "candidate" else None
+    if image_id is not None:  # keeping the new copy publishes it: its checks first
+        action = url_for("admin.resolve_duplicate", candidate_id=candidate_id)
+        page, required = checks_first([image_id], action, {"keep": keep})
+        if page is not None:
+            return page
     with transaction(ctx.sessions) as session:
-        keep_duplicate(session, candidate_id, keep, current_user.username)
+        keep_duplicate(session, candidate_id, keep, current_user.username, required=required)
     after_review(ctx)
     flash("Kept the new copy." if keep == "candidate" else "Kept the stored image.", "ok")
     return back(url_for("admin.duplicates"))

@@ -11,6 +11,7 @@ from flask_login import current_user
 from scenery.db import transaction
 from scenery.review import REJECT_REASONS, approve, reject, review_queue
 from web.admin import back, bp, wants_json
+from web.admin.checks import checks_first
 from web.admin.feedback import after_review
 from web.forms import ActionForm
 from web.services import BadRequest, context, db, int_arg
@@ -59,9 +60,16 @@ def decide() -> Any:
     verb, reason, ids = parse_action(request.form.get("act", ""), request.form.getlist("ids"))
     ctx = context()
     user = current_user.username
+    required: list[str] | None = None
+    if verb == "approve":
+        page, required = checks_first(ids, url_for("admin.decide"), {"act": "approve:selected"})
+        if page is not None:  # checks it skipped ran now: the admin confirms on their verdicts
+            if wants_json():
+                return jsonify(error="checks ran first: confirm on the page", done=[]), 409
+            return page
     with transaction(ctx.sessions) as session:
         if verb == "approve":
-            done = approve(session, ids, user)
+            done = approve(session, ids, user, required=required)
         else:
             done = reject(session, ids, reason or "", user)
         done_ids = [image.id for image in done]
