@@ -139,6 +139,7 @@ def run_pipeline(
             watermark_filter=False,
             nsfw_nudenet=False,
             nsfw_clip=False,
+            ocr_watermark=False,
         )
         ctx = Context(settings, embedder=embedder)
         try:
