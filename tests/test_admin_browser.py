@@ -92,8 +92,8 @@ def test_review_session_in_chromium(
     page.select_option("select[name=reason]", "watermark")
     page.click("button:has-text('Filter')")
     page.wait_for_url(re.compile(r"/admin/rejected\?reason=watermark"))
-    expect(page.locator("table.log tbody tr")).to_have_count(1)
-    expect(page.locator("table.log tbody")).to_contain_text("watermark")
+    expect(page.locator("table.log > tbody > tr")).to_have_count(1)
+    expect(page.locator("table.log > tbody")).to_contain_text("watermark")
     page.screenshot(path=str(artifacts / f"admin-rejected-{backend}.png"), full_page=True)
 
     # Unpublish the approved image: gone from search.
