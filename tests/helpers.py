@@ -86,13 +86,14 @@ def failing_commit(
 
 
 @contextmanager
-def ingest_held_at_third_photo(
+def ingest_held_at_fourth_photo(
     ctx: Context, fake: FakeReddit, photos: list[Path]
 ) -> Iterator[None]:
-    """Post three photos to r/EarthPorn and ingest them on a thread, the third download held:
-    inside the block the first photo has its files and may commit, the second has its files
-    and waits, uncommitted, for the third. On leaving, the download is released and the
-    ingest must finish without error."""
+    """Post four photos to r/EarthPorn and ingest them on a thread (one photo a batch), the
+    fourth download held. The pipeline overlaps three stages (embed batch N, screen batch
+    N-1, store batch N-2), so inside the block the first photo has its files and may commit,
+    the second and third have their files and wait, uncommitted, for the fourth. On leaving,
+    the download is released and the ingest must finish without error."""
     import threading
 
     from ingest.runner import run_ingest
@@ -102,10 +103,10 @@ def ingest_held_at_third_photo(
         "EarthPorn",
         [
             make_post(f"p{n}", url=fake.add_photo(f"/img/p{n}.jpg", photo))
-            for n, photo in enumerate(photos[:3])
+            for n, photo in enumerate(photos[:4])
         ],
     )
-    held = fake.hold("/img/p2.jpg")
+    held = fake.hold("/img/p3.jpg")
     assert held.release is not None
     errors: list[BaseException] = []
 
@@ -118,7 +119,7 @@ def ingest_held_at_third_photo(
     runner = threading.Thread(target=ingest)
     runner.start()
     try:
-        assert held.arrived.wait(60), "the ingest never reached the third download"
+        assert held.arrived.wait(60), "the ingest never reached the fourth download"
         yield
     finally:
         held.release.set()

@@ -35,7 +35,7 @@ from scenery.models import Image, ImageStatus, utcnow
 from scenery.restore import restore_backup, verify_backup
 from scenery.search import search_text
 from tests.fakes.reddit import FakeReddit
-from tests.helpers import ingest_held_at_third_photo
+from tests.helpers import ingest_held_at_fourth_photo
 from tests.live import wait_for
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -180,11 +180,12 @@ def test_a_backup_during_an_ingest_restores_the_gallery_as_of_the_backup(
         review.remove_files(ctx.storage, files)
         save_artifact(settings, "test-kind", {"weights": [1.0, 2.0]}, {"note": "kept"})
         secret = settings.flask_secret()  # generated into the data dir, as a server does
-        # The third download stalls: the second photo's files are written, its row is not.
-        with ingest_held_at_third_photo(ctx, fake, photos):
+        # The fourth download stalls: the second and third photos' files are written, their
+        # rows are not.
+        with ingest_held_at_fourth_photo(ctx, fake, photos):
             other = Context(settings, embedder=tiny_embedder)  # another process's backup
-            # The first photo's batch commits once the second is prepared; the second's waits
-            # for the held third: from then on nothing changes until the release.
+            # The first photo's batch commits once the third is prepared; the second's and the
+            # third's wait for the held fourth: from then on nothing changes until the release.
             wait_for(lambda: reddit_images(other) == 1, 60, "the first photo's commit")
             before = gallery(other)
             written = {p.stem for p in settings.images_dir.rglob("*.jpg")}

@@ -19,7 +19,7 @@ from scenery.models import Candidate, CandidateState, Image
 from scenery.review import delete
 from scenery.storage import ORPHAN_GRACE_SECONDS
 from tests.fakes.reddit import FakeReddit
-from tests.helpers import import_colours, ingest_held_at_third_photo
+from tests.helpers import import_colours, ingest_held_at_fourth_photo
 
 
 def test_doctor_fix_during_an_ingest_loses_nothing(
@@ -39,8 +39,9 @@ def test_doctor_fix_during_an_ingest_loses_nothing(
         )
         ctx = Context(settings, embedder=tiny_embedder)
         ctx.migrate()
-        # By the third download the second photo's files are written, its row is not.
-        with ingest_held_at_third_photo(ctx, fake, photos):
+        # By the fourth download the second and third photos' files are written, their rows
+        # are not.
+        with ingest_held_at_fourth_photo(ctx, fake, photos):
             written = sorted(p.stem for p in settings.images_dir.rglob("*.jpg"))
             doctor = Context(settings, embedder=tiny_embedder)  # another process's doctor
             with doctor.sessions() as session:
@@ -51,7 +52,7 @@ def test_doctor_fix_during_an_ingest_loses_nothing(
             assert [p.name for p in settings.downloads_dir.iterdir()], "the run's folder went"
         with ctx.sessions() as session:
             states = session.scalars(select(Candidate.state)).all()
-        assert len(states) == 3 and CandidateState.PENDING not in states
+        assert len(states) == 4 and CandidateState.PENDING not in states
         doctor.index.refresh(force=True)
         findings = examine(doctor)
         assert findings.ok, findings.lines()
