@@ -335,7 +335,8 @@ def test_curation_quick_times_each_filter_as_the_pipeline_calls_it() -> None:
     base = costs["base (decode, thumb, hash, embed)"][0]
     assert costs["base (decode, thumb, hash, embed)"][1] == 1.0
     for ms, ratio in costs.values():
-        assert ms >= base * 0.99 and ratio == pytest.approx(ms / base, abs=0.02)
+        # the printed ms are rounded to 0.1, the ratios computed before rounding
+        assert ms >= base * 0.99 and ratio == pytest.approx(ms / base, rel=0.06 / base + 0.002)
     [ratio] = figures(cascade, rf"^cascade on the mix:\s+{NUM}x base")
     assert ratio == costs["mix, cascade"][1]
 
