@@ -39,6 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._photos import PHOTOS
 from tests.badfiles import HOSTILE
 
+# Where ONNX exports are cached: passed on, so a child process does not export the model again.
+ONNX_CACHE = "SCENERY_ONNX_DIR"
+
 if TYPE_CHECKING:
     from flask.testing import FlaskClient
 
@@ -71,7 +74,7 @@ def release_free_memory() -> None:
 
 
 def settings_env(data_dir: Path, model: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_") or k == ONNX_CACHE}
     env.update(
         SCENERY_DATA_DIR=str(data_dir),
         SCENERY_CLIP_MODEL=model,

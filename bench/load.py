@@ -65,6 +65,9 @@ from scenery.models import Candidate, Image, ImageStatus, IngestRun
 from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
 
+# Where ONNX exports are cached: passed on, so a child process does not export the model again.
+ONNX_CACHE = "SCENERY_ONNX_DIR"
+
 BIN = Path(sys.executable).parent
 LOCUSTFILE = Path(__file__).with_name("_load_locustfile.py")
 SUBREDDIT = "EarthPorn"
@@ -255,7 +258,7 @@ def run(args: argparse.Namespace, stack: ExitStack) -> list[Level]:
         root.mkdir(parents=True, exist_ok=True)
     else:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scenery-load-")))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_") or k == ONNX_CACHE}
     env.update(SCENERY_DATA_DIR=str(root), SCENERY_CLIP_MODEL="tiny-test")
     ctx = Context(Settings(data_dir=root, clip_model="tiny-test"))
     stack.callback(ctx.close)

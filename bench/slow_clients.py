@@ -39,6 +39,9 @@ from bench._load_processes import free_port, started, tail
 from bench._photos import PHOTOS
 from tests.slowloris import HalfOpen, SlowUpload, probe
 
+# Where ONNX exports are cached: passed on, so a child process does not export the model again.
+ONNX_CACHE = "SCENERY_ONNX_DIR"
+
 BIN = Path(sys.executable).parent
 PHOTO = PHOTOS / "flow.jpg"
 PROBE_TIMEOUT = 5.0
@@ -130,7 +133,7 @@ def finish(uploads: list[SlowUpload]) -> int:
 
 def run(name: str, command: list[str], args: argparse.Namespace, root: Path) -> Result:
     """Start the setup on a fresh data dir in ``root``, attack it, stop it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_") or k == ONNX_CACHE}
     env.update(SCENERY_DATA_DIR=str(root), SCENERY_CLIP_MODEL="tiny-test")
     subprocess.run([str(BIN / "scenery"), "init"], env=env, check=True, capture_output=True)
     port = free_port()

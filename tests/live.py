@@ -15,6 +15,9 @@ import httpx
 
 from scenery.config import Settings
 
+# Where ONNX exports are cached: passed on, so a child process does not export the model again.
+ONNX_CACHE = "SCENERY_ONNX_DIR"
+
 BIN = Path(sys.executable).parent
 
 
@@ -25,7 +28,7 @@ def free_port() -> int:
 
 
 def scenery_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_") or k == ONNX_CACHE}
     env.update(
         SCENERY_DATA_DIR=str(settings.data_dir),
         SCENERY_DATABASE_URL=settings.db_url,
@@ -91,7 +94,7 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, timeout: 
 def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
     """The environment that gives a ``scenery`` process these settings (every field that was
     set explicitly), plus ``extra`` (setting names, lower case)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_") or k == ONNX_CACHE}
     values = {name: getattr(settings, name) for name in settings.model_fields_set}
     values.update(extra)
     for name, value in values.items():

@@ -18,13 +18,16 @@ import pytest
 from tests.badfiles import HOSTILE
 from tests.conftest import CHROMIUM, PG_URL, PHOTOS, REPO
 
+# Where ONNX exports are cached: passed on, so a child process does not export the model again.
+ONNX_CACHE = "SCENERY_ONNX_DIR"
+
 NUM = r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)"
 TIMEOUT = 240  # seconds a quick run may take on a busy 2-core machine
 
 
 def run_quick(script: str, *extra: str) -> str:
     """Run ``bench/<script>.py --quick``; its standard output, after asserting it exited 0."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_") or k == ONNX_CACHE}
     done = subprocess.run(
         [sys.executable, f"bench/{script}.py", "--quick", *extra],
         cwd=REPO,

@@ -21,13 +21,16 @@ from scenery.storage import ORPHAN_GRACE_SECONDS
 from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
 
+# Where ONNX exports are cached: passed on, so a child process does not export the model again.
+ONNX_CACHE = "SCENERY_ONNX_DIR"
+
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
 def env_for(fake: FakeReddit, data_dir: Path, db_url: str) -> dict[str, str]:
     base = fake.url("")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_") or k == ONNX_CACHE}
     env.update(
         SCENERY_DATA_DIR=str(data_dir),
         SCENERY_DATABASE_URL=db_url,

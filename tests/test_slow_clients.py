@@ -19,6 +19,9 @@ from tests.conftest import REPO
 from tests.live import BIN, Processes, free_port, scenery_env, wait_for, wait_ready
 from tests.slowloris import HalfOpen, SlowUpload, probe
 
+# Where ONNX exports are cached: passed on, so a child process does not export the model again.
+ONNX_CACHE = "SCENERY_ONNX_DIR"
+
 pytestmark = pytest.mark.slow
 
 HALF_OPEN = 50
@@ -102,7 +105,7 @@ def test_a_worker_may_load_for_longer_than_gunicorns_timeout(tmp_path: Path) -> 
     # The app takes 5 s to load and gunicorn kills a worker silent for 2 s: only the
     # heartbeat that scenery.serving keeps while a worker loads lets it start.
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENERY_") or k == ONNX_CACHE}
     env.update(SCENERY_DATA_DIR=str(tmp_path / "data"), SLOW_BOOT_SECONDS="5")
     log = tmp_path / "gunicorn.log"
     command = [str(BIN / "gunicorn"), "-c", "python:scenery.serving", "--timeout", "2"]
