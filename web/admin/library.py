@@ -11,7 +11,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from scenery.db import transaction
-from scenery.library import status_counts
+from scenery.library import is_row_id, status_counts
 from scenery.models import Image, ImageStatus
 from scenery.review import (
     REJECT_REASONS,
@@ -50,6 +50,7 @@ def _ids() -> list[int]:
         ids = [int(i) for i in request.form.getlist("ids")]
     except ValueError as exc:
         raise BadRequest("image ids are integers") from exc
+    ids = [i for i in ids if is_row_id(i)]  # no image has an id past the row range
     if not ids:
         raise BadRequest("no image given")
     return ids
