@@ -21,8 +21,9 @@ from pathlib import Path
 from scenery.config import GRID_THUMB
 from scenery.context import Context
 from scenery.curation.chain import model_filters, near_duplicate_filters
+from scenery.curation.decoded_facts import decoded_facts
 from scenery.curation.duplicates import ExactDuplicate, HashBank
-from scenery.curation.ocr_watermark import OcrWatermarkFilter, text_view
+from scenery.curation.ocr_watermark import OcrWatermarkFilter
 from scenery.curation.verdicts import (
     Decision,
     Facts,
@@ -34,9 +35,9 @@ from scenery.curation.verdicts import (
     prepare_filters,
     run_filters,
 )
-from scenery.curation.watermark import DETAIL, detail_view
+from scenery.curation.watermark import DETAIL
 from scenery.errors import ImageRejected, NotFound
-from scenery.imaging import ImageLimits, decode, perceptual_hashes, thumbnail
+from scenery.imaging import ImageLimits, decode, thumbnail
 from scenery.importer import SUFFIXES
 from scenery.library import find_by_sha
 
@@ -165,18 +166,7 @@ def _facts_batches(
         vectors = ctx.embedder.encode_images(smalls)
         batch = []
         for (data, image, label), small, vector in zip(decoded, smalls, vectors, strict=True):
-            phash, mirrored = perceptual_hashes(small)
-            facts = Facts(
-                _sha256(data),
-                image.width,
-                image.height,
-                phash,
-                mirrored,
-                vector,
-                small,
-                detail_view(image.image),
-                text_view(image.image, text_side) if text_side else None,
-            )
+            facts = decoded_facts(_sha256(data), image, small, vector, text_side or 0)
             batch.append((facts, label))
         yield batch
 

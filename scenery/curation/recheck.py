@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 from scenery.config import GRID_THUMB
 from scenery.context import Context
 from scenery.curation.chain import expensive_filters
+from scenery.curation.decoded_facts import decoded_facts
 from scenery.curation.verdicts import BatchPreparing, Facts, Filter, FilterResult, Verdict
-from scenery.curation.watermark import DETAIL, detail_view
+from scenery.curation.watermark import DETAIL
 from scenery.db import transaction
-from scenery.imaging import ImageLimits, decode, perceptual_hashes, thumbnail
+from scenery.imaging import ImageLimits, decode, thumbnail
 from scenery.models import Candidate, Embedding, Image
 from scenery.review import not_run
 
@@ -110,19 +111,7 @@ def _facts(
     small = thumbnail(decoded.image, GRID_THUMB)
     if vector is None:
         vector = ctx.embedder.encode_images([small])[0]
-    phash, mirrored = perceptual_hashes(small)
-    facts = Facts(
-        image.sha256,
-        image.width,
-        image.height,
-        phash,
-        mirrored,
-        vector,
-        small,
-        detail_view(decoded.image),
-    )
-    if text_side:
-        facts.text_view = thumbnail(decoded.image, text_side)
+    facts = decoded_facts(image.sha256, decoded, small, vector, text_side)
     return image.display_title, facts
 
 
