@@ -1,7 +1,7 @@
 """Curation costs: the BIC grid fit on 10,000 references, and scoring time per candidate.
 
 Run: ``python bench/curation.py [--references 10000] [--model ViT-B-32] [--candidates 32]
-[--quick]``.
+[--runtime onnx] [--models-dir PATH] [--quick]``.
 
 1. Fit: PCA to 128 dims and the GaussianMixture grid (components x covariance types) on
    synthetic CLIP-like 512-d embeddings (the generator of bench/search.py: topics of uneven
@@ -13,17 +13,21 @@ Run: ``python bench/curation.py [--references 10000] [--model ViT-B-32] [--candi
    as ``scenery.curation.chain`` builds it, then ``prepare_filters`` on the whole batch (NudeNet
    and CLIP NSFW score a batch at once there) and ``run_filters`` on each candidate; every timed
    round is a batch of candidates the filter has not seen (the NSFW filter caches its scores).
-   Each filter's share of the total per-candidate time is printed. The model has random
-   weights (no download); costs do not depend on the weights.
+   The OCR text-watermark filter decodes its own 1,024 px view from the file's bytes, as the
+   ingest screening does, and that decode counts in its cost. Each filter's share of the total
+   per-candidate time is printed. The model has random weights (no download); costs do not
+   depend on the weights. ``--runtime`` (default: the setting's default, onnx) runs the model
+   on torch, onnx or onnx-int8; the base and the quadrant embeddings use it alike.
 
 3. Cascade: every filter in cost order as ingest runs them (``verdicts.screen`` on the
    candidates the cheap filters let through, then ``run_cascade``), with a trained quadrant
    detector, NudeNet + CLIP NSFW and the OCR text-watermark filter where it is built. Mean cost
    per candidate, as a ratio to the base cost, on a mix where the gallery-fit thresholds reject
    70% of the candidates (the cheap filters settle them), against every filter on every
-   candidate (no cascade); and the cost of a candidate that passes every filter.
+   candidate (no cascade); the same mix with the OCR turned off; and the cost of a candidate
+   that passes every filter.
 
-``--quick``: 300 references, 4 candidates, the tiny model, a smoke run.
+``--quick``: 300 references, 4 candidates, the tiny model on torch, a smoke run.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -42,13 +47,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 from PIL import Image as PILImage
 
+from bench._clip_runtimes import (
+    RUNTIMES,
+    add_models_dir_option,
+    ensure_exports,
+    make_embedder,
+    runtime_label,
+)
 from bench._photos import photo_variants
 from bench.search import image_like, make_world
 from scenery.config import GRID_THUMB, Settings
-from scenery.curation.chain import OCR_MODULE
 from scenery.curation.duplicates import ExactDuplicate
 from scenery.curation.gallery_fit import GalleryFit, fit_gallery
 from scenery.curation.nsfw import NsfwFilter
+from scenery.curation.ocr_watermark import OcrWatermarkFilter, decoded_text_view
 from scenery.curation.rules import ImageRules
 from scenery.curation.verdicts import (
     Facts,
@@ -67,8 +79,8 @@ from scenery.curation.watermark import (
     detail_view,
     train_watermark,
 )
-from scenery.embed import OpenClipEmbedder
-from scenery.imaging import decode, perceptual_hashes, thumbnail
+from scenery.embed import Embedder
+from scenery.imaging import ImageLimits, decode, perceptual_hashes, thumbnail
 
 
 def bench_fit(n: int) -> None:
@@ -113,13 +125,14 @@ def as_pipeline(f: Filter, facts: list[Facts]) -> Callable[[], object]:
 
 
 def bench_scoring(
-    model: str, n: int, root: Path
+    embedder: Embedder, label: str, n: int, root: Path
 ) -> tuple[float, list[Facts], list[PILImage.Image], dict[str, tuple[Filter, int]]]:
     files = photo_variants(root / "photos", n)
-    embedder = OpenClipEmbedder(model, "none", batch_size=32)
     embedder.load()
     settings = Settings(data_dir=root / "data")
     datas = [f.read_bytes() for f in files]
+    ocr = ocr_filter(settings)
+    limits = ImageLimits.from_settings(settings)
 
     def base() -> None:  # what every candidate costs without the model filters
         decoded = [decode(d, settings.max_image_pixels, edge=DETAIL).image for d in datas]
@@ -132,17 +145,23 @@ def bench_scoring(
     decoded = [decode(d, settings.max_image_pixels, edge=DETAIL).image for d in datas]
     smalls = [thumbnail(image, GRID_THUMB) for image in decoded]
     vectors = embedder.encode_images(smalls)
+    # The OCR's view is decoded from the bytes when the OCR reads a candidate, as in ingest.
+    side = settings.ocr_max_side
     facts = [
         Facts(str(i), 1, 1, "0" * 64, "0" * 64, v, s, detail_view(d))
         for i, (v, s, d) in enumerate(zip(vectors, smalls, decoded, strict=True))
     ]
+    for x, data in zip(facts, datas, strict=True):
+        x.text_view = partial(decoded_text_view, data, limits, side) if ocr is not None else None
     filters = model_filters(embedder, decoded, settings)
+    if ocr is not None:
+        filters[f"OCR text (decode + read {side} px)"] = (ocr, 1)
     base_cost = timed(base, 1) / n
     costs = {"base (decode, thumb, hash, embed)": base_cost}
     for stage, (f, repeat) in filters.items():
         costs[stage] = timed(as_pipeline(f, facts), repeat) / n
     total = sum(costs.values())
-    print(f"\n== per-candidate scoring, {model} ({embedder.dim}-d), batches of {n}")
+    print(f"\n== per-candidate scoring, {label}, batches of {n}")
     print(f"{'stage':36} {'ms/candidate':>12} {'share':>7}")
     for stage, seconds in costs.items():
         print(f"{stage:36} {seconds * 1000:12.2f} {seconds / total:7.1%}")
@@ -154,15 +173,8 @@ REJECTED_SHARE = 0.7
 
 
 def ocr_filter(settings: Settings) -> Filter | None:
-    """The OCR text-watermark filter, where it is built (``chain`` wires it the same way)."""
-    import importlib.util
-
-    if importlib.util.find_spec(OCR_MODULE) is None:
-        return None
-    from scenery.curation.ocr_watermark import OcrWatermarkFilter
-
-    built: Filter | None = OcrWatermarkFilter.from_settings(settings)
-    return built
+    """The OCR text-watermark filter as ``chain`` builds it; None when the settings turn it off."""
+    return OcrWatermarkFilter.from_settings(settings)
 
 
 def as_cascade(filters: list[Filter], facts: list[Facts]) -> Callable[[], object]:
@@ -183,7 +195,7 @@ def as_cascade(filters: list[Filter], facts: list[Facts]) -> Callable[[], object
 
 
 def bench_cascade(
-    model: str,
+    label: str,
     base_cost: float,
     facts: list[Facts],
     decoded: list[PILImage.Image],
@@ -196,11 +208,7 @@ def bench_cascade(
     watermark = scoring["watermark (4 embeddings + clf)"][0]
     nsfw = NsfwFilter.from_settings(settings, watermark.embedder)  # type: ignore[attr-defined]
     assert nsfw is not None
-    ocr = ocr_filter(settings)
-    if ocr is not None:
-        side = int(getattr(ocr, "max_side", 1024))
-        for x, image in zip(facts, decoded, strict=True):
-            x.text_view = thumbnail(image, side)
+    ocr = next((f for f, _ in scoring.values() if f.name == "watermark_text"), None)
     # The gallery fit settles 70% of the mix: its reject threshold sits at that quantile.
     scores = gallery.model.score(np.stack([x.vector for x in facts]))
     cut = float(np.quantile(scores, REJECTED_SHARE))
@@ -220,22 +228,26 @@ def bench_cascade(
     no_cascade = timed(as_pipeline_all(mixed, facts), 1, rounds) / n
     cascade = timed(as_cascade(mixed, facts), 1, rounds) / n
     passes = timed(as_cascade([*cheap, passing_fit, *expensive], facts), 1, rounds) / n
+    without_ocr = [f for f in mixed if f is not ocr]
+    no_ocr = timed(as_cascade(without_ocr, facts), 1, rounds) / n if ocr is not None else None
     names = ", ".join(f.name for f in mixed)
-    print(f"\n== cascade, {model}: {n} candidates, {rejected:.0%} rejected by the gallery fit")
+    print(f"\n== cascade, {label}: {n} candidates, {rejected:.0%} rejected by the gallery fit")
     print(f"filters:               {names}")
     if ocr is None:
-        print("OCR:                   not built yet (scenery.curation.ocr_watermark): left out")
+        print("OCR:                   off (SCENERY_OCR_WATERMARK=false)")
     else:
         print(f"OCR:                   on (text view {getattr(ocr, 'max_side', '?')} px)")
     print(f"{'per candidate':36} {'ms':>9} {'x base':>7}")
-    for label, cost in (
+    lines = [
         ("base (decode, thumb, hash, embed)", 0.0),
         ("mix, every filter on every one", no_cascade),
         ("mix, cascade", cascade),
+        *([("mix, cascade, OCR off", no_ocr)] if no_ocr is not None else []),
         ("passes every filter", passes),
-    ):
+    ]
+    for what, cost in lines:
         total = base_cost + cost
-        print(f"{label:36} {total * 1000:9.1f} {total / base_cost:7.2f}")
+        print(f"{what:36} {total * 1000:9.1f} {total / base_cost:7.2f}")
     print(f"cascade on the mix:    {(base_cost + cascade) / base_cost:.2f}x base (target <= 2x)")
 
 
@@ -254,7 +266,7 @@ def as_pipeline_all(filters: list[Filter], facts: list[Facts]) -> Callable[[], o
 
 
 def model_filters(
-    embedder: OpenClipEmbedder, decoded: list[PILImage.Image], settings: Settings
+    embedder: Embedder, decoded: list[PILImage.Image], settings: Settings
 ) -> dict[str, tuple[Filter, int]]:
     """Each model filter as ``scenery.curation.chain.model_filters`` builds it from settings
     (the NSFW filter once per signal), with how many batches a timed round runs."""
@@ -287,20 +299,30 @@ def main() -> None:
     parser.add_argument("--model", action="append")
     parser.add_argument("--candidates", type=int, default=32)
     parser.add_argument("--skip-fit", action="store_true")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=Settings().clip_runtime)
+    add_models_dir_option(parser)
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 300 references, 4 candidates, tiny model"
+        "--quick",
+        action="store_true",
+        help="smoke run: 300 references, 4 candidates, the tiny model on torch",
     )
     args = parser.parse_args()
     if args.quick:
         args.references, args.candidates, args.model = 300, 4, ["tiny-test"]
+        args.runtime = "torch"
     if not args.skip_fit:
         bench_fit(args.references)
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.model or ["ViT-B-32"]:
-            base, facts, decoded, filters = bench_scoring(model, args.candidates, Path(tmp))
+            print(ensure_exports(model, [args.runtime], args.models_dir))
+            embedder = make_embedder(args.runtime, model, args.models_dir)
+            label = runtime_label(args.runtime, model, embedder.dim)
+            base, facts, decoded, filters = bench_scoring(
+                embedder, label, args.candidates, Path(tmp)
+            )
             settings = Settings(data_dir=Path(tmp) / "data")
             rounds = 1 if args.quick else 3
-            bench_cascade(model, base, facts, decoded, filters, settings, rounds)
+            bench_cascade(label, base, facts, decoded, filters, settings, rounds)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -48,6 +49,7 @@ from scenery.curation.duplicates import (
     HashBank,
     exact_duplicate,
 )
+from scenery.curation.ocr_watermark import decoded_text_view
 from scenery.curation.rules import ImageRules
 from scenery.curation.verdicts import (
     Decision,
@@ -62,6 +64,7 @@ from scenery.curation.verdicts import (
     screen,
 )
 from scenery.db import exclusive, transaction
+from scenery.imaging import ImageLimits
 from scenery.library import find_by_sha
 from scenery.models import CandidateState, utcnow
 
@@ -228,7 +231,8 @@ class Ingest:
             self.ctx.embedder.load()  # a model that cannot load stops the run before any file
         filters = self._filters(bank)
         self._detail = any(f.name == "watermark" for f in filters)
-        # The OCR filter reads a larger view, made by the workers from the decoded image.
+        # The OCR filter reads a larger view, decoded again on the screening thread for the
+        # candidates the cheap filters let through (a rejected one never pays for it).
         self._text_edge = max((int(getattr(f, "max_side", 0)) for f in filters), default=0)
         # Three stages overlap: the model embeds batch N on its thread, the expensive filters
         # (NSFW, watermark, OCR) look at batch N-1 on theirs, and this thread judges and
@@ -374,7 +378,6 @@ class Ingest:
                 self._stored_sha,
                 self.ctx.storage,
                 detail=self._detail,
-                text_edge=self._text_edge or None,
             )
 
         with ThreadPoolExecutor(
@@ -422,6 +425,8 @@ class Ingest:
 
     def _facts(self, ready: list[Prepared], vectors: np.ndarray) -> list[Facts]:
         """Each candidate's facts, from its files and its embedding."""
+        limits = ImageLimits.from_settings(self.ctx.settings)
+        side = self._text_edge
         return [
             Facts(
                 item.sha256,
@@ -432,7 +437,7 @@ class Ingest:
                 vector,
                 item.file.small,
                 item.file.detail,
-                item.text_view,
+                partial(decoded_text_view, item.file.data, limits, side) if side else None,
             )
             for item, vector in zip(ready, vectors, strict=True)
         ]

@@ -12,11 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from PIL import Image as PILImage
-
 from ingest.fetch import Fetcher, FetchFailed
 from scenery.config import GRID_THUMB, Settings
-from scenery.curation.ocr_watermark import text_view
 from scenery.curation.watermark import DETAIL, detail_view
 from scenery.errors import ImageRejected
 from scenery.imaging import ImageLimits
@@ -81,7 +78,6 @@ class Prepared:
     job: Job
     file: StoredFile
     timings: dict[str, float] = field(default_factory=dict)
-    text_view: PILImage.Image | None = None  # the OCR's view (Facts.text_view), when asked for
 
     @property
     def sha256(self) -> str:
@@ -97,12 +93,11 @@ def prepare(
     storage: Storage,
     *,
     detail: bool = False,
-    text_edge: int | None = None,
 ) -> Prepared | Failed | Duplicate:
     """Download and store one candidate; a bad file becomes a Failed with its reason.
 
-    ``detail``: make the watermark detector's 448 px view; ``text_edge``: decode at least this
-    large and make the OCR's view (``Prepared.text_view``) with this long side."""
+    ``detail``: make the watermark detector's 448 px view. The OCR's larger view is not made
+    here: the screening decodes it again for the candidates the cheap filters let through."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     try:
@@ -118,14 +113,6 @@ def prepare(
     match = stored_sha(fetched.sha256)
     if match is not None:  # decided in the main thread as an exact duplicate; no decoding
         return Duplicate(job, fetched.sha256, match, timings)
-    texts: list[PILImage.Image] = []
-
-    def views(image: PILImage.Image) -> PILImage.Image:
-        # The decoded image is only seen here: take the OCR's view from it on the way.
-        if text_edge:
-            texts.append(text_view(image, text_edge))
-        return detail_view(image)
-
     try:
         # Files are written here, to overlap the disk's fsyncs with the embedder.
         stored = store_file(
@@ -133,10 +120,10 @@ def prepare(
             fetched.sha256,
             storage,
             ImageLimits.from_settings(settings),
-            edge=max(DETAIL if detail else WORK_EDGE, text_edge or 0),
-            detail=views if detail or text_edge else None,
+            edge=DETAIL if detail else WORK_EDGE,
+            detail=detail_view if detail else None,
             timings=timings,
         )
     except ImageRejected as exc:
         return Failed(job, "undecodable", exc.reason, False, fetched.sha256, timings)
-    return Prepared(job, stored, timings, texts[0] if texts else None)
+    return Prepared(job, stored, timings)

@@ -26,6 +26,7 @@ from scenery.cli_curation import COMMANDS as CURATION_COMMANDS
 from scenery.cli_support import console, context, domain_errors, progress_bar
 from scenery.cli_worker import COMMANDS as WORKER_COMMANDS
 from scenery.config import Settings, load_settings
+from scenery.context import Context
 from scenery.db import transaction
 from scenery.errors import SceneryError
 from scenery.importer import Importer, discover
@@ -123,14 +124,22 @@ def _review_command(name: str, help_text: str) -> None:
 
     @main.command(name, help=help_text)
     @click.argument("image_ids", nargs=-1, required=True, type=int)
+    @click.option(
+        "--yes",
+        is_flag=True,
+        hidden=name != "publish",
+        help="Publish without asking, after running any checks an image skipped.",
+    )
     @click.pass_obj
     @domain_errors
-    def command(obj: dict[str, Any], image_ids: tuple[int, ...]) -> None:
+    def command(obj: dict[str, Any], image_ids: tuple[int, ...], yes: bool) -> None:
         from scenery import review
 
         ctx = context(obj)
         user = _cli_user()
         files: list[tuple[str, str]] = []
+        if name == "publish":
+            _run_skipped_checks(ctx, image_ids, yes)
         with transaction(ctx.sessions) as session:
             if name == "publish":
                 review.approve(session, image_ids, user)
@@ -142,6 +151,20 @@ def _review_command(name: str, help_text: str) -> None:
         ctx.index.refresh(force=True)
         ctx.index.save()
         click.echo(f"{name}: {', '.join(map(str, image_ids))}")
+
+
+def _run_skipped_checks(ctx: Context, image_ids: tuple[int, ...], yes: bool) -> None:
+    """As "Publish anyway" does: run the checks (NSFW, watermark, OCR) a cheaper filter's
+    rejection skipped, show their verdicts, and ask before going on (``--yes``: do not ask)."""
+    from scenery.curation.recheck import run_missing_checks
+
+    checked = run_missing_checks(ctx, list(image_ids))
+    for item in checked:
+        click.echo(f"image {item.image_id} ({item.title}): checks it had skipped, run now")
+        for result in item.results:
+            click.echo(f"  {result.filter:16} {result.verdict.value:10} {result.reason}")
+    if checked and not yes:
+        click.confirm("Publish anyway?", abort=True)
 
 
 _review_command("publish", "Publish images by id (queued, rejected or unpublished).")

@@ -303,6 +303,8 @@ def test_runtimes_quick_measures_every_runtime_and_how_far_their_answers_are() -
 
 @pytest.mark.slow
 def test_curation_quick_times_each_filter_as_the_pipeline_calls_it() -> None:
+    from scenery.config import Settings
+
     out = run_quick("curation")
     assert figures(out, rf"fits tried:\s+{NUM}")[0] >= 1
     assert figures(out, rf"fit time:\s+{NUM} s")[0] > 0
@@ -314,6 +316,7 @@ def test_curation_quick_times_each_filter_as_the_pipeline_calls_it() -> None:
             "watermark (4 embeddings + clf)",
             "NudeNet (batched)",
             "CLIP zero-shot NSFW",
+            f"OCR text (decode + read {Settings().ocr_max_side} px)",
         ],
         2,
     )
@@ -321,9 +324,11 @@ def test_curation_quick_times_each_filter_as_the_pipeline_calls_it() -> None:
     assert total == pytest.approx(sum(ms for ms, _ in stages.values()), abs=0.05)
     assert stages["NudeNet (batched)"][0] > 0 and stages["base (decode, thumb, hash, embed)"][0] > 0
     # the cascade: a mix the gallery fit mostly rejects, every cost also as a ratio to the base
-    [share] = figures(out, rf"^== cascade, tiny-test: {NUM} candidates, {NUM}% rejected")[1:]
+    [share] = figures(
+        out, rf"^== cascade, tiny-test \(64-d\): {NUM} candidates, {NUM}% rejected"
+    )[1:]
     assert 50 <= share <= 100
-    assert re.search(r"^OCR:\s+(on \(text view \d+ px\)|not built yet.*left out)$", out, re.M)
+    assert re.search(r"^OCR:\s+on \(text view \d+ px\)$", out, re.M)
     cascade = out.split("== cascade")[1]
     costs = rows(
         cascade,
@@ -331,6 +336,7 @@ def test_curation_quick_times_each_filter_as_the_pipeline_calls_it() -> None:
             "base (decode, thumb, hash, embed)",
             "mix, every filter on every one",
             "mix, cascade",
+            "mix, cascade, OCR off",
             "passes every filter",
         ],
         2,

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageOps
 from sqlalchemy import select
 
+from ingest import pipeline
 from ingest.runner import run_ingest
 from scenery.accounts import create_user
 from scenery.cli import main
@@ -23,6 +24,7 @@ from scenery.curation.explain import explain
 from scenery.curation.nsfw import NsfwFilter
 from scenery.curation.watermark import WatermarkFilter
 from scenery.db import transaction
+from scenery.imaging import ImageLimits
 from scenery.models import Candidate, ImageStatus
 from scenery.models import Image as ImageRow
 from scenery.review import ReviewError, approve
@@ -75,8 +77,19 @@ def filters_of(ctx: Context, key: str) -> dict[str, dict[str, Any]]:
 def test_cheap_rejections_skip_the_expensive_filters_and_publishing_runs_them_first(
     gallery: Gallery,
     seen: Seen,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     g = gallery
+    views: list[tuple[int, int]] = []  # the OCR views the screening decoded
+    if OCR:
+        real = pipeline.decoded_text_view
+
+        def recording(data: bytes, limits: ImageLimits, side: int) -> Image.Image:
+            view = real(data, limits, side)
+            views.append(view.size)
+            return view
+
+        monkeypatch.setattr(pipeline, "decoded_text_view", recording)
     g.fake.add_posts(
         "EarthPorn",
         [
@@ -111,6 +124,14 @@ def test_cheap_rejections_skip_the_expensive_filters_and_publishing_runs_them_fi
         ran = filters_of(ctx, fresh)
         assert "nudenet" in ran["nsfw"]["reason"] and shas[fresh] in seen["nsfw"]
         assert all(ran[name]["verdict"] != "not_run" for name in EXPENSIVE[:1])
+        if OCR:
+            # the OCR's larger view was decoded once for each candidate it read, at its own
+            # size, and never for one a cheap filter had rejected
+            ocr = {k: filters_of(ctx, k).get("watermark_text", {}).get("verdict") for k in shas}
+            read = [k for k, verdict in ocr.items() if verdict not in (None, "not_run")]
+            assert len(views) == len(read) > 0, (views, read)
+            assert all(max(size) == g.settings.ocr_max_side for size in views), views
+            assert not set(read) & set(deciders)
 
         # scenery explain prints the skipped filters as such
         runner = CliRunner(
@@ -118,6 +139,8 @@ def test_cheap_rejections_skip_the_expensive_filters_and_publishing_runs_them_fi
                 "SCENERY_DATA_DIR": str(g.settings.data_dir),
                 "SCENERY_DATABASE_URL": g.settings.db_url,
                 "SCENERY_CLIP_MODEL": "tiny-test",
+                "SCENERY_NSFW_CLIP": "true",
+                "SCENERY_GALLERY_FIT": "true",
             }
         )
         out = runner.invoke(main, ["explain", "t3_magenta"], catch_exceptions=False).output
@@ -167,6 +190,26 @@ def test_cheap_rejections_skip_the_expensive_filters_and_publishing_runs_them_fi
         )
     finally:
         web_ctx.close()
+
+    # scenery publish does what "Publish anyway" does: runs the skipped checks, shows them and
+    # asks; answering no publishes nothing, --yes publishes
+    checked = Context(g.settings, embedder=g.embedder)
+    try:
+        small = image_ids(checked)["small"]
+        asked = runner.invoke(main, ["publish", str(small)], input="n\n")
+        assert asked.exit_code == 1 and "Publish anyway?" in asked.output, asked.output
+        results = filters_of(checked, "small")
+        for name in EXPENSIVE:
+            assert results[name]["verdict"] in ("pass", "borderline", "fail"), results[name]
+            assert f"{name:16} {results[name]['verdict']:10} {results[name]['reason']}" in (
+                asked.output
+            )
+        assert status(checked, small) == ImageStatus.REJECTED
+        done = runner.invoke(main, ["publish", "--yes", str(small)], catch_exceptions=False)
+        assert done.exit_code == 0 and "checks it had skipped" not in done.output, done.output
+        assert status(checked, small) == ImageStatus.PUBLISHED
+    finally:
+        checked.close()
 
 
 def test_filters_turned_off_in_settings_do_not_hold_a_publication_back(

@@ -121,9 +121,8 @@ def gallery(
 
 def pipeline_scores(g: Gallery, data: bytes) -> tuple[float, float]:
     """The watermark and CLIP NSFW probabilities, from the views the pipeline makes."""
-    # decoded as large as the OCR's view needs, when the OCR filter runs
-    text_edge = g.settings.ocr_max_side if g.settings.ocr_watermark else 0
-    decoded = decode(data, g.settings.max_image_pixels, edge=max(DETAIL, text_edge))
+    # decoded at the watermark detector's edge (the OCR's view is decoded apart, later)
+    decoded = decode(data, g.settings.max_image_pixels, edge=DETAIL)
     small = thumbnail(decoded.image, GRID_THUMB)
     vector = g.embedder.encode_images([small])[0]
     facts = Facts("x", decoded.width, decoded.height, "", "", vector, small)

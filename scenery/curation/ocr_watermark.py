@@ -20,6 +20,7 @@ from scenery.config import Settings
 from scenery.curation.ocr_evidence import Evidence, TextLine, judge, merge_rows
 from scenery.curation.verdicts import Facts, FilterResult, Verdict, band_margin
 from scenery.errors import ModelLoadError
+from scenery.imaging import ImageLimits, decode
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,11 @@ def text_view(image: Image.Image, max_side: int) -> Image.Image:
     scale = max_side / max(rgb.size)
     size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
     return rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def decoded_text_view(data: bytes, limits: ImageLimits, side: int) -> Image.Image:
+    """The OCR's view decoded from a file's bytes (a JPEG at the DCT scale just above it)."""
+    return text_view(decode(data, limits, edge=side).image, side)
 
 
 class OcrReader:
@@ -170,7 +176,8 @@ class OcrWatermarkFilter:
             cached = self._cache.get(facts.sha256)
         if cached is not None:
             return cached
-        view = facts.text_view if facts.text_view is not None else facts.image
+        view = facts.text_view() if callable(facts.text_view) else facts.text_view
+        view = facts.image if view is None else view
         found = judge(self.reader.read(view))
         with self._lock:
             self._cache[facts.sha256] = found

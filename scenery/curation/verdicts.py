@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -59,8 +59,9 @@ class Facts:
     # A 448x448 squashed view (for the watermark detector's quadrants); None: make one from image
     detail: Image.Image | None = None
     # An RGB view at the OCR's input size (long side ocr_max_side) for the text-watermark
-    # filter; None: it reads ``image`` instead (smaller: tiny text may be missed)
-    text_view: Image.Image | None = None
+    # filter, or a function that makes it (ingest decodes it only for the candidates the
+    # cheaper filters let through); None: it reads ``image`` instead (tiny text may be missed)
+    text_view: Image.Image | Callable[[], Image.Image] | None = None
 
 
 class Filter(Protocol):
