@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -170,6 +171,7 @@ def test_cheap_rejections_skip_the_expensive_filters_and_publishing_runs_them_fi
         answer = client.post("/admin/publish", data={"ids": str(magenta), "csrf_token": token})
         shown = answer.get_data(as_text=True)
         assert answer.status_code == 200 and "Checks before publishing" in shown
+        assert re.search(rf'<img src="[^"]*{shas["magenta"]}[^"]*"', shown)  # its photo beside
         assert status(web_ctx, magenta) == ImageStatus.REJECTED  # not yet: the admin confirms
         results = filters_of(web_ctx, "magenta")
         for name in EXPENSIVE:  # they ran now, on the stored file, and were recorded

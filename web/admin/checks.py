@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from flask import render_template, request
+from sqlalchemy import select
 
 from scenery.curation.recheck import required_checks, run_missing_checks, unchecked
+from scenery.models import Image
 from web.forms import ActionForm
 from web.services import context, db
 
@@ -24,9 +26,12 @@ def checks_first(
     if not unchecked(db(), ids, required):
         return None, required
     checked = run_missing_checks(context(), ids)
+    shown = [item.image_id for item in checked]
+    images = {i.id: i for i in db().scalars(select(Image).where(Image.id.in_(shown)))}
     page = render_template(
         "admin/checks.html",
         checked=checked,
+        images=images,
         ids=list(ids),
         action=action,
         fields=dict(fields or {}),
