@@ -324,9 +324,9 @@ def test_curation_quick_times_each_filter_as_the_pipeline_calls_it() -> None:
     assert total == pytest.approx(sum(ms for ms, _ in stages.values()), abs=0.05)
     assert stages["NudeNet (batched)"][0] > 0 and stages["base (decode, thumb, hash, embed)"][0] > 0
     # the cascade: a mix the gallery fit mostly rejects, every cost also as a ratio to the base
-    [share] = figures(
-        out, rf"^== cascade, tiny-test \(64-d\): {NUM} candidates, {NUM}% rejected"
-    )[1:]
+    [share] = figures(out, rf"^== cascade, tiny-test \(64-d\): {NUM} candidates, {NUM}% rejected")[
+        1:
+    ]
     assert 50 <= share <= 100
     assert re.search(r"^OCR:\s+on \(text view \d+ px\)$", out, re.M)
     cascade = out.split("== cascade")[1]
