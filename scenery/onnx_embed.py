@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _Loaded:
     manifest: Manifest
-    text: Any
+    text: Any  # None when only the image tower was asked for
     image: Any
     tokenizer: ClipTokenizer
 
@@ -66,6 +66,7 @@ class OnnxClipEmbedder:
         threads: int | None = None,
         short_context: bool = True,
         onnx_dir: Path | None = None,
+        towers: tuple[str, ...] = ("text", "image"),
     ) -> None:
         self.model_name = model
         self.pretrained = pretrained
@@ -75,20 +76,28 @@ class OnnxClipEmbedder:
         self.batch_size = batch_size
         self.threads = threads
         self.short_context = short_context
+        self.towers = towers  # ("image",): the text graph is never opened (less memory)
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> OnnxClipEmbedder:
+    def from_settings(
+        cls,
+        settings: Settings,
+        int8: bool | None = None,
+        towers: tuple[str, ...] = ("text", "image"),
+    ) -> OnnxClipEmbedder:
+        """The model the settings name (``int8``: that variant whatever the runtime says)."""
         return cls(
             settings.clip_model,
             settings.clip_pretrained,
             settings.models_dir,
-            int8=settings.clip_runtime == "onnx-int8",
+            int8=settings.clip_runtime == "onnx-int8" if int8 is None else int8,
             batch_size=settings.clip_batch_size,
             threads=settings.clip_threads,
             short_context=settings.clip_short_context,
             onnx_dir=settings.onnx_exports_dir,
+            towers=towers,
         )
 
     @property
@@ -157,17 +166,23 @@ class OnnxClipEmbedder:
                     options,
                     providers=["CPUExecutionProvider"],
                 )
+                if tower in self.towers
+                else None
                 for tower in ("text", "image")
             )
             tokenizer = ClipTokenizer(manifest.folder / "tokenizer.json", manifest.context_length)
         except Exception as exc:  # onnxruntime raises its own types for unreadable graphs
             return None, f"cannot load it ({exc})"
         loaded = _Loaded(manifest, text, image, tokenizer)
-        answers = {
-            "text": self._text(loaded, list(PROBE_TEXTS)),
-            "image": self._images(loaded, probe_images(manifest.preprocess.side), raw=True),
-        }
+        answers = {}
+        if text is not None:
+            answers["text"] = self._text(loaded, list(PROBE_TEXTS))
+        if image is not None:
+            side = manifest.preprocess.side
+            answers["image"] = self._images(loaded, probe_images(side), raw=True)
         for tower, expected in manifest.probe(self.variant).items():
+            if tower not in answers:
+                continue
             worst = float(np.abs(answers[tower] - np.asarray(expected, np.float32)).max())
             if worst > AGREEMENT:
                 return None, f"its {tower} graph answers the probe off by {worst:.2g}"
@@ -182,7 +197,10 @@ class OnnxClipEmbedder:
         return self._images(self._load(), images)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        return self._text(self._load(), texts)
+        loaded = self._load()
+        if loaded.text is None:
+            raise ModelLoadError(f"{self.name} was opened for images only")
+        return self._text(loaded, texts)
 
     def _images(
         self, loaded: _Loaded, images: Sequence[Image.Image], raw: bool = False

@@ -58,7 +58,7 @@ def model_filters(ctx: Context) -> list[Filter]:
             model = None
         filters.append(GalleryFit(model, n, settings.gmm_min_reference))
     if settings.watermark_filter:
-        watermark = WatermarkFilter.from_settings(settings, ctx.embedder)
+        watermark = WatermarkFilter.from_settings(settings, ctx.embedder, ctx.quadrant_embedder)
         if watermark is None:
             log.info("no watermark model yet: run `scenery train watermark`")
         else:

@@ -55,6 +55,7 @@ def train_gallery_watermark(
         seed=seed,
         extra_positives=positives,
         variants_per_image=variants,
+        quadrants=ctx.quadrant_embedder,
     )
     artifact = save_watermark(ctx.settings, training)
     return Trained(training, artifact, len(references), len(positives))

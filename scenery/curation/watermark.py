@@ -54,17 +54,22 @@ def quadrant_views(detail: Image.Image) -> list[Image.Image]:
 
 
 def watermark_features(
-    embedder: Embedder, images: Sequence[Image.Image], whole: np.ndarray | None = None
+    embedder: Embedder,
+    images: Sequence[Image.Image],
+    whole: np.ndarray | None = None,
+    quadrants: Embedder | None = None,
 ) -> np.ndarray:
     """Embed each image's four quadrants and whole: float32 rows of 5 * dim.
 
     ``images`` are full images (a 448x448 one is taken as its own detail view); ``whole``
-    holds their thumbnail embeddings when the caller already has them.
+    holds their thumbnail embeddings (by ``embedder``) when the caller already has them;
+    ``quadrants`` embeds the quadrant views (default: ``embedder``; the int8 image tower of the
+    same model in ingest, ``Context.quadrant_embedder``).
     """
     if not images:
         return np.zeros((0, 5 * embedder.dim), np.float32)
-    quadrants = [q for image in images for q in quadrant_views(detail_view(image))]
-    parts = embedder.encode_images(quadrants).reshape(len(images), -1)
+    views = [q for image in images for q in quadrant_views(detail_view(image))]
+    parts = (quadrants or embedder).encode_images(views).reshape(len(images), -1)
     if whole is None:
         thumbs = [thumbnail(image.convert("RGB"), WHOLE_EDGE) for image in images]
         whole = embedder.encode_images(thumbs)
@@ -77,8 +82,15 @@ class WatermarkModel:
     """A fitted classifier over ``watermark_features`` of one embedder."""
 
     classifier: Any  # a fitted sklearn estimator with predict_proba
-    embedder_name: str
+    embedder_name: str  # what embedded the whole images (the gallery's own vectors)
     dim: int
+    # What embedded the quadrant views; None (models saved before it was recorded): the same
+    quadrant_name: str | None = None
+
+    @property
+    def quadrants_by(self) -> str:
+        """The name of the embedder the quadrant views must go through."""
+        return self.quadrant_name or self.embedder_name
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         """Return each row's probability of carrying a watermark."""
@@ -105,6 +117,7 @@ class WatermarkTraining:
         """Describe the model and its held-out scores for the artifact's meta.json."""
         return {
             "embedder": self.model.embedder_name,
+            "quadrants": self.model.quadrants_by,
             "dim": self.model.dim,
             "precision": self.precision,
             "recall": self.recall,
@@ -148,12 +161,14 @@ def train_watermark(
     variants_per_image: int = 2,
     groups: Sequence[Hashable] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    quadrants: Embedder | None = None,
 ) -> WatermarkTraining:
     """Fit a detector on clean references and watermarked copies; score it on held-out ones.
 
     ``groups`` names each reference's source (crops of one photo share a group) so that no
     source lands on both sides of the split. Images are read ``CHUNK`` at a time, so the
-    sequences may load lazily; ``progress(done, total)`` follows the encoding.
+    sequences may load lazily; ``progress(done, total)`` follows the encoding. ``quadrants``
+    embeds the quadrant views (default ``embedder``); the model records which did.
     """
     if len(references) < 2:
         raise ValueError("watermark training needs at least two reference images")
@@ -168,9 +183,12 @@ def train_watermark(
     entries = [(references, i, 0, True, g in held_refs) for i, g in enumerate(groups)]
     entries += [(extra_positives, i, 1, False, i in held_pos) for i in range(len(extra_positives))]
     entries += [(extra_negatives, i, 0, False, i in held_neg) for i in range(len(extra_negatives))]
-    features, labels, held = _encode(embedder, entries, variants_per_image, rng, progress)
+    quadrants = quadrants or embedder
+    features, labels, held = _encode(
+        (embedder, quadrants), entries, variants_per_image, rng, progress
+    )
     classifier = _classifier(seed).fit(features[~held], labels[~held])
-    model = WatermarkModel(classifier, embedder.name, embedder.dim)
+    model = WatermarkModel(classifier, embedder.name, embedder.dim, quadrants.name)
     result = _score(model, features[held], labels[held], n_train=int((~held).sum()))
     log.info("watermark detector trained: %s", result.meta())
     return result
@@ -180,7 +198,7 @@ Entry = tuple[Sequence[Image.Image], int, int, bool, bool]
 
 
 def _encode(
-    embedder: Embedder,
+    embedders: tuple[Embedder, Embedder],
     entries: Sequence[Entry],
     variants: int,
     rng: random.Random,
@@ -198,7 +216,8 @@ def _encode(
             images += [work, *marked]
             labels += [label] + [1] * len(marked)
             held += [is_held] * (1 + len(marked))
-        rows.append(watermark_features(embedder, images))
+        whole, quadrants = embedders
+        rows.append(watermark_features(whole, images, quadrants=quadrants))
         if progress is not None:
             progress(min(start + CHUNK, len(entries)), len(entries))
     return np.vstack(rows), np.array(labels), np.array(held, dtype=bool)
@@ -249,26 +268,47 @@ class WatermarkFilter:
     name = "watermark"
 
     def __init__(
-        self, model: WatermarkModel, embedder: Embedder, threshold: float, borderline: float
+        self,
+        model: WatermarkModel,
+        embedder: Embedder,
+        threshold: float,
+        borderline: float,
+        quadrants: Embedder | None = None,
     ) -> None:
-        if model.embedder_name != embedder.name:
-            raise ModelLoadError(
-                f"the watermark detector was trained on {model.embedder_name} embeddings but "
-                f"the CLIP model is now {embedder.name}; {RETRAIN}"
-            )
+        quadrants = quadrants or embedder
+        for trained, now in ((model.embedder_name, embedder), (model.quadrants_by, quadrants)):
+            if trained != now.name:
+                raise ModelLoadError(
+                    f"the watermark detector was trained on {trained} embeddings but "
+                    f"the CLIP model is now {now.name}; {RETRAIN}"
+                )
         self.model = model
         self.embedder = embedder
+        self.quadrants = quadrants
         self.threshold = threshold
         self.borderline = borderline
         self._cache: dict[str, float] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, embedder: Embedder) -> WatermarkFilter | None:
-        """Build the filter from the newest trained model, or None when none was trained."""
+    def from_settings(
+        cls, settings: Settings, embedder: Embedder, quadrants: Embedder | None = None
+    ) -> WatermarkFilter | None:
+        """Build the filter from the newest trained model, or None when none was trained.
+
+        ``quadrants``: the embedder new trainings use for the quadrant views; a model trained
+        with ``embedder`` for them (before int8 quadrants, or with them off) keeps using it."""
         model = load_watermark(settings)
         if model is None:
             return None
-        return cls(model, embedder, settings.watermark_threshold, settings.watermark_borderline)
+        if quadrants is None or model.quadrants_by == embedder.name:
+            quadrants = embedder
+        return cls(
+            model,
+            embedder,
+            settings.watermark_threshold,
+            settings.watermark_borderline,
+            quadrants,
+        )
 
     def prepare(self, batch: Sequence[Facts]) -> None:
         """Score a whole batch in one encoding pass; ``check`` then reads the scores."""
@@ -294,5 +334,5 @@ class WatermarkFilter:
             return []
         views = [f.detail if f.detail is not None else f.image for f in batch]
         whole = np.stack([f.vector for f in batch])
-        features = watermark_features(self.embedder, views, whole)
+        features = watermark_features(self.embedder, views, whole, self.quadrants)
         return [float(p) for p in self.model.probability(features)]
