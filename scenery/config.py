@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     page_size: int = Field(default=48, ge=1, le=500)
     search_k: int = Field(default=48, ge=1)
     max_k: int = Field(default=200, ge=1)
+    # "fits my screen": the share of one side a photo may lose to cover the screen
+    fit_crop_tolerance: float = Field(default=0.2, ge=0, le=0.9)
     # The gallery's address as visitors reach it (https://photos.example.org, or with the path
     # it is served under): the JSON API's absolute URLs are built on it. Unset, they are
     # root-relative. The Host header, which any client sets, never goes into a URL.

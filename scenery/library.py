@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from scenery.errors import NotFound
@@ -49,12 +49,15 @@ def find_by_sha(session: Session, sha256s: Sequence[str]) -> dict[str, int]:
     return {sha: image_id for sha, image_id in rows}
 
 
-def published_page(session: Session, page: int, per_page: int) -> tuple[list[Image], int]:
-    """Newest published images first: one page of them and the total count."""
-    total = count_published(session)
+def published_page(
+    session: Session, page: int, per_page: int, where: Sequence[ColumnElement[bool]] = ()
+) -> tuple[list[Image], int]:
+    """Newest published images first (those meeting ``where``, e.g. an ``ImageFilter``'s
+    conditions): one page of them and their total count."""
+    total = count_published(session, where)
     query = (
         select(Image)
-        .where(Image.status == ImageStatus.PUBLISHED)
+        .where(Image.status == ImageStatus.PUBLISHED, *where)
         .order_by(Image.published_at.desc(), Image.id.desc())
         .offset(max(page - 1, 0) * per_page)
         .limit(per_page)
@@ -62,9 +65,25 @@ def published_page(session: Session, page: int, per_page: int) -> tuple[list[Ima
     return list(session.scalars(query)), total
 
 
-def count_published(session: Session) -> int:
-    query = select(func.count()).select_from(Image).where(Image.status == ImageStatus.PUBLISHED)
+def count_published(session: Session, where: Sequence[ColumnElement[bool]] = ()) -> int:
+    query = (
+        select(func.count()).select_from(Image).where(Image.status == ImageStatus.PUBLISHED, *where)
+    )
     return int(session.scalar(query) or 0)
+
+
+def published_sources(session: Session) -> dict[str, int]:
+    """Published images per subreddit and ``local`` for imported files, most first. Names that
+    differ only in case are one subreddit, shown as most of its images spell it."""
+    name = func.coalesce(Image.reddit_subreddit, "local")
+    rows = session.execute(
+        select(name, func.count()).where(Image.status == ImageStatus.PUBLISHED).group_by(name)
+    )
+    spellings: dict[str, list[tuple[int, str]]] = {}
+    for source, n in rows:
+        spellings.setdefault(str(source).casefold(), []).append((int(n), str(source)))
+    merged = {max(found)[1]: sum(n for n, _ in found) for found in spellings.values()}
+    return dict(sorted(merged.items(), key=lambda item: (-item[1], item[0].casefold())))
 
 
 def status_counts(session: Session) -> dict[ImageStatus, int]:

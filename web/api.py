@@ -7,7 +7,8 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from scenery.library import count_published, get_image, published_page
+from scenery.image_filters import LOCAL, orientation_of, parse_filter
+from scenery.library import count_published, get_image, published_page, published_sources
 from scenery.models import Image, isoformat
 from scenery.search import Hit, search_image, search_text, similar_images
 from web.services import BadRequest, context, db, int_arg, uploaded_image
@@ -31,6 +32,8 @@ def image_json(image: Image) -> dict[str, Any]:
     return {
         "id": image.id,
         "title": image.display_title,
+        "orientation": orientation_of(image.width, image.height),
+        "subreddit": image.reddit_subreddit or LOCAL,
         "url": original_url(image, external=True),
         "thumb_url": thumb_url(image, 400, external=True),
         "large_url": thumb_url(image, 1600, external=True),
@@ -48,6 +51,14 @@ def hits_json(hits: list[Hit]) -> list[dict[str, Any]]:
     return [{**image_json(hit.image), "score": round(hit.score, 6)} for hit in hits]
 
 
+def known_source(name: str) -> None:
+    """Refuse a subreddit the gallery holds nothing from, naming those it does."""
+    sources = published_sources(db())
+    if name.lower() not in {source.lower() for source in sources}:
+        listed = ", ".join(f"{source} ({n})" for source, n in sources.items()) or "none yet"
+        raise BadRequest(f"no published images from {name!r}; sources: {listed}")
+
+
 def _k() -> int:
     settings = context().settings
     return int_arg("k", settings.search_k, 1, settings.max_k)
@@ -58,10 +69,15 @@ def list_images() -> dict[str, Any]:
     settings = context().settings
     page = int_arg("page", 1, 1, 1_000_000)
     per_page = int_arg("per_page", settings.page_size, 1, settings.max_k)
-    images, total = published_page(db(), page, per_page)
+    chosen = parse_filter(request.args)
+    where = chosen.conditions(settings.fit_crop_tolerance)
+    images, total = published_page(db(), page, per_page, where)
+    if not total and chosen.subreddit is not None:
+        known_source(chosen.subreddit)
     return {
         "page": page,
         "per_page": per_page,
+        "filters": chosen.params(),
         "total": total,
         "pages": max(1, math.ceil(total / per_page)),
         "images": [image_json(image) for image in images],

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from scenery.accounts import AccountError
 from scenery.errors import ImageRejected, ModelLoadError, NotFound, QueueUnavailable
+from scenery.image_filters import FilterError
 from scenery.review import ReviewError
 from web.services import BadRequest
 
@@ -35,7 +36,8 @@ def register(app: Flask) -> None:
         return _respond(404, "Not found", "There is no such image here.")
 
     @app.errorhandler(BadRequest)
-    def _bad_request(exc: BadRequest) -> tuple[Any, int]:
+    @app.errorhandler(FilterError)
+    def _bad_request(exc: BadRequest | FilterError) -> tuple[Any, int]:
         return _respond(400, "Bad request", str(exc))
 
     @app.errorhandler(ReviewError)
