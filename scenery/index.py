@@ -25,8 +25,12 @@ class VectorIndex:
 
     A query shift (``set_query_shift``) lets ``query_shifted`` steer the graph search with
     ``query + shift`` yet score by ``query`` alone: the index keeps ``shift . x`` for every stored
-    vector (4 bytes each, not a second copy of the vectors), and ``query . x`` is
-    ``(query + shift) . x - shift . x``. See ``scenery.modality_gap`` for why.
+    vector, and ``query . x`` is ``(query + shift) . x - shift . x``. See
+    ``scenery.modality_gap`` for why.
+
+    Beside the graph it keeps the vectors in a matrix (one row per live id), which scores a
+    subset exactly in one product (``exact_among``, for selective filters) and reads vectors
+    back far faster than hnswlib's ``get_items``.
     """
 
     def __init__(
@@ -41,6 +45,9 @@ class VectorIndex:
         self._deleted: set[int] = set()
         self._shift: np.ndarray | None = None
         self._shift_dots: dict[int, float] = {}
+        self._matrix = np.zeros((0, dim), np.float32)  # row r holds the vector of _ids[r]
+        self._rows: dict[int, int] = {}  # live id -> its row
+        self._free: list[int] = []  # rows of removed ids, reused by the next adds
 
     def _new_graph(self, capacity: int) -> hnswlib.Index:
         graph = hnswlib.Index(space="ip", dim=self.dim)
@@ -74,11 +81,31 @@ class VectorIndex:
             if needed > self.capacity:
                 self._index.resize_index(max(needed, self.capacity * 2))
             self._index.add_items(vectors, np.asarray(ids, dtype=np.int64), num_threads=1)
+            self._mirror(ids, vectors)
             self._live.update(int(i) for i in ids)
             self._deleted.difference_update(int(i) for i in ids)
             if self._shift is not None:
                 dots = (vectors @ self._shift).tolist()
                 self._shift_dots.update(zip((int(i) for i in ids), dots, strict=True))
+
+    def _mirror(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Copy vectors into the matrix: an id keeps its row, a new one takes a free row."""
+        fresh = sum(int(i) not in self._rows for i in ids)
+        needed = len(self._rows) + len(self._free) + max(0, fresh - len(self._free))
+        if needed > len(self._matrix):
+            grown = np.zeros((max(needed, 2 * len(self._matrix), 64), self.dim), np.float32)
+            grown[: len(self._matrix)] = self._matrix
+            self._matrix = grown
+        top = len(self._rows) + len(self._free)
+        for image_id, vector in zip(ids, vectors, strict=True):
+            row = self._rows.get(int(image_id))
+            if row is None:
+                if self._free:
+                    row = self._free.pop()
+                else:
+                    row, top = top, top + 1
+                self._rows[int(image_id)] = row
+            self._matrix[row] = vector
 
     def remove(self, ids: Iterable[int]) -> None:
         """Take ids out of results at once (unknown ids are ignored)."""
@@ -89,6 +116,7 @@ class VectorIndex:
                     self._live.discard(image_id)
                     self._deleted.add(int(image_id))
                     self._shift_dots.pop(int(image_id), None)
+                    self._free.append(self._rows.pop(int(image_id)))
             if len(self._deleted) > max(MIN_CAPACITY, len(self._live)):
                 self.compact()
 
@@ -100,14 +128,28 @@ class VectorIndex:
             self._index = self._new_graph(max(MIN_CAPACITY, 2 * len(ids)))
             self._deleted.clear()
             self._live.clear()
+            self._matrix, self._rows, self._free = np.zeros((0, self.dim), np.float32), {}, []
             self.add(ids, vectors)
 
     def get_vectors(self, ids: Sequence[int]) -> np.ndarray:
-        """The stored vectors of live ids, in order."""
-        if not ids:
-            return np.zeros((0, self.dim), np.float32)
+        """The stored vectors of live ids, in order (KeyError for an id not held)."""
         with self._lock:
-            return np.asarray(self._index.get_items(list(ids)), dtype=np.float32)
+            return self._matrix[self._rows_of(ids)]
+
+    def _rows_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        rows = self._rows
+        return np.fromiter((rows[int(i)] for i in ids), np.int64, len(ids))
+
+    def exact_among(
+        self, vector: np.ndarray, ids: Sequence[int] | np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` ids among ``ids`` (live ones) with the highest cosine to ``vector``, best
+        first, scored exactly; ties go to the lower id."""
+        query = np.asarray(vector, dtype=np.float32).reshape(self.dim)
+        with self._lock:
+            held = np.asarray([i for i in ids if int(i) in self._rows], dtype=np.int64)
+            scores = self._matrix[self._rows_of(held)] @ query
+        return best_of(held, scores, k)
 
     def query(self, vector: np.ndarray, k: int, ef: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Return up to ``k`` (ids, cosine scores) nearest to one vector, best first."""
@@ -151,10 +193,8 @@ class VectorIndex:
             self._shift.flags.writeable = False
             self._shift_dots = {}
             ids = sorted(self._live)
-            for start in range(0, len(ids), 4096):
-                chunk = ids[start : start + 4096]
-                dots = (self.get_vectors(chunk) @ self._shift).tolist()
-                self._shift_dots.update(zip(chunk, dots, strict=True))
+            dots = (self.get_vectors(ids) @ self._shift).tolist()
+            self._shift_dots = dict(zip(ids, dots, strict=True))
 
     def query_shifted(
         self, vector: np.ndarray, k: int, candidates: int, ef: int
@@ -208,8 +248,21 @@ class VectorIndex:
         index._index = graph
         index._live = {int(i) for i in live}
         index._deleted = {int(i) for i in deleted}
+        index._read_matrix(live)
         index._load_shift(directory, live)
         return index
+
+    def _read_matrix(self, live: np.ndarray) -> None:
+        """Fill the matrix from the loaded graph (hnswlib keeps the vectors too)."""
+        ids = np.sort(live.astype(np.int64))
+        self._matrix = np.zeros((max(len(ids), 64), self.dim), np.float32)
+        for start in range(0, len(ids), 8192):
+            chunk = ids[start : start + 8192]
+            self._matrix[start : start + len(chunk)] = self._index.get_items(
+                chunk, return_type="numpy"
+            )
+        self._rows = {int(i): row for row, i in enumerate(ids)}
+        self._free = []
 
     def _load_shift(self, directory: Path, live: np.ndarray) -> None:
         """Restore a saved query shift and its per-vector dots (ignored if unreadable)."""
@@ -229,3 +282,16 @@ class VectorIndex:
         if shift is None or self._shift is None:
             return shift is None and self._shift is None
         return bool(np.allclose(self._shift, shift, rtol=0, atol=SHIFT_TOLERANCE))
+
+
+def best_of(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` highest scores and their ids, best first, ties to the lower id."""
+    if k <= 0 or not len(ids):
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    if len(ids) > k:
+        keep = np.argpartition(-scores, k - 1)[:k]
+        cut = scores[keep].min()
+        keep = np.flatnonzero(scores >= cut)  # every id tied at the cut, to break ties by id
+        ids, scores = ids[keep], scores[keep]
+    order = np.lexsort((ids, -scores))[:k]
+    return ids[order], scores[order].astype(np.float32)
