@@ -16,6 +16,9 @@ Two query sets are reported separately, because CLIP serves two kinds of query:
 * text-like: vectors shaped like CLIP text embeddings, which lie across the modality gap, far from
   every image (top-1 cosine about 0.3), where an HNSW beam needs to be much wider.
 
+Filtered search (``bench/_search_filtered.py``): filters keeping 50%, 10%, 1% and 0.1% of the
+collection, recall@10 against exact filtered search, latency and the planner's choices.
+
 For text-like queries it also compares the plain search with the path across the modality gap
 (``scenery.modality_gap.query_across_gap``: the graph is searched with the query minus part of the
 mean text embedding, here of a separate sample of text-like vectors, and the candidates re-ranked
@@ -37,6 +40,7 @@ Run from the repository root::
     python bench/search.py                      # 10k and 100k, about 2-3 minutes on 2 cores
     python bench/search.py --quick              # 2k vectors, 100 queries: a smoke run
     python bench/search.py --sizes 50000 --queries 300 --seed 1
+    python bench/search.py --sizes 100000 --filtered-only   # filtered search alone
 
 Progress goes to stderr, the result tables to stdout.
 """
@@ -55,6 +59,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench._search_data import World, image_like, make_world, text_like  # noqa: E402
+from bench._search_filtered import print_filtered, run_filtered  # noqa: E402
 from bench._search_measure import (  # noqa: E402
     K,
     Row,
@@ -113,6 +118,12 @@ def run_size(
     log(f"n={n:,}: building HNSW (M={args.m}, ef_construction={args.ef_construction})")
     index, build = build_index(base, args.m, args.ef_construction)
     assert len(index) == n
+    if args.filtered_only:
+        index.set_query_shift(args.shift)
+        count = len(queries["image-like"])
+        print(f"\n== n={n:,} vectors, dim={base.shape[1]}, {count} queries/kind ==")
+        print_filtered(n, run_filtered(n, index, base, queries, args))
+        return
     log(f"n={n:,}: built in {build.seconds:.1f}s; exact ground truth")
     truths = {kind: exact_topk(base, q) for kind, q in queries.items()}
     timing_queries = queries["image-like"][:EXACT_TIMING_QUERIES]
@@ -128,6 +139,7 @@ def run_size(
             log(f"n={n:,}: {kind} queries, ef={ef}")
             results[kind].append(measure_ef(index, q, truths[kind], ef, exact_p50))
     text_rows, shift_seconds = text_paths(n, index, queries["text-like"], truths["text-like"], args)
+    filtered = run_filtered(n, index, base, queries, args)  # the index has the text shift now
 
     print(
         f"\n== n={n:,} vectors, dim={base.shape[1]}, {len(queries['image-like'])} queries/kind =="
@@ -142,6 +154,7 @@ def run_size(
         print_table(kind, truths[kind], results[kind], defaults)
     summarise(n, results["image-like"], results["text-like"], defaults)
     print_text_paths(n, text_rows, args.text_candidates, shift_seconds)
+    print_filtered(n, filtered)
     sys.stdout.flush()
 
 
@@ -172,6 +185,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed passes per text-like path (median)"
+    )
+    parser.add_argument(
+        "--filtered-only", action="store_true", help="build, then measure filtered search only"
     )
     args = parser.parse_args(argv)
     if args.quick:

@@ -28,7 +28,8 @@ import numpy as np
 from scenery.index import VectorIndex, best_of
 
 EXACT_FACTOR = 16
-OVERFETCH = 2.0
+OVERFETCH = 2.0  # image queries: fetch twice what the filter's share should leave
+OVERFETCH_TEXT = 1.25  # text queries: their candidates, a quarter more, divided by the share
 GROWTH = 4
 
 
@@ -42,13 +43,19 @@ class Plan:
     fetch: int
 
 
-def plan(matching: int, total: int, wanted: int) -> Plan:
+def plan(matching: int, total: int, wanted: int, breadth: int = 0) -> Plan:
     """Choose exact scoring or an over-fetching graph search for a filter keeping ``matching``
-    of ``total`` indexed images, when ``wanted`` results are asked for."""
-    if matching <= wanted or matching * matching <= EXACT_FACTOR * wanted * total:
+    of ``total`` indexed images, when ``wanted`` results are asked for.
+
+    ``breadth``: the candidates an unfiltered search of this kind collects anyway (a text
+    query's ``index_text_candidates``); the filtered graph search collects that many matching
+    ones, so it costs ``breadth / share`` and exact scoring pays off sooner."""
+    reach = max(wanted, breadth)
+    if matching <= wanted or matching * matching <= EXACT_FACTOR * reach * total:
         return Plan("exact", matching, total, matching)
     share = matching / max(total, 1)
-    fetch = min(total, math.ceil(OVERFETCH * wanted / share) + wanted)
+    extra = OVERFETCH if reach == wanted else OVERFETCH_TEXT
+    fetch = min(total, math.ceil(extra * reach / share) + wanted)
     return Plan("graph", matching, total, fetch)
 
 
@@ -69,14 +76,15 @@ def search_among(
     index's query shift, collecting at least ``candidates`` (a text query's setting)."""
     allowed = np.asarray(allowed, dtype=np.int64)
     total = len(index)
-    chosen = plan(min(len(allowed), total), total, wanted)
+    breadth = candidates if shifted else 0
+    chosen = plan(min(len(allowed), total), total, wanted, breadth)
     if chosen.method == "exact":
         ids, scores = index.exact_among(vector, allowed, wanted)
         return ids, scores, chosen
     fetch = chosen.fetch
     while True:
         if shifted:
-            labels, scores = index.query_shifted(vector, fetch, max(candidates, fetch), fetch)
+            labels, scores = index.query_shifted(vector, fetch, fetch, fetch)
         else:
             labels, scores = index.query(vector, fetch, ef=max(ef, fetch))
         keep = _members(labels, allowed)
@@ -86,7 +94,7 @@ def search_among(
                 return ids, best, chosen
             break
         fetch = min(total, fetch * GROWTH)
-        if plan(len(allowed), total, fetch).method == "exact":
+        if plan(len(allowed), total, fetch, breadth).method == "exact":
             break  # growing further would cost more than scoring every match
     ids, scores = index.exact_among(vector, allowed, wanted)
     return ids, scores, Plan("exact", chosen.matching, total, chosen.matching)

@@ -48,6 +48,7 @@ class VectorIndex:
         self._matrix = np.zeros((0, dim), np.float32)  # row r holds the vector of _ids[r]
         self._rows: dict[int, int] = {}  # live id -> its row
         self._free: list[int] = []  # rows of removed ids, reused by the next adds
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # ids, rows: for lookups
 
     def _new_graph(self, capacity: int) -> hnswlib.Index:
         graph = hnswlib.Index(space="ip", dim=self.dim)
@@ -90,6 +91,7 @@ class VectorIndex:
 
     def _mirror(self, ids: Sequence[int], vectors: np.ndarray) -> None:
         """Copy vectors into the matrix: an id keeps its row, a new one takes a free row."""
+        self._sorted = None
         fresh = sum(int(i) not in self._rows for i in ids)
         needed = len(self._rows) + len(self._free) + max(0, fresh - len(self._free))
         if needed > len(self._matrix):
@@ -117,6 +119,7 @@ class VectorIndex:
                     self._deleted.add(int(image_id))
                     self._shift_dots.pop(int(image_id), None)
                     self._free.append(self._rows.pop(int(image_id)))
+                    self._sorted = None
             if len(self._deleted) > max(MIN_CAPACITY, len(self._live)):
                 self.compact()
 
@@ -129,6 +132,7 @@ class VectorIndex:
             self._deleted.clear()
             self._live.clear()
             self._matrix, self._rows, self._free = np.zeros((0, self.dim), np.float32), {}, []
+            self._sorted = None
             self.add(ids, vectors)
 
     def get_vectors(self, ids: Sequence[int]) -> np.ndarray:
@@ -140,6 +144,22 @@ class VectorIndex:
         rows = self._rows
         return np.fromiter((rows[int(i)] for i in ids), np.int64, len(ids))
 
+    def _held(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ids among ``ids`` this index holds, and their rows (vectorised; the caller
+        holds the lock)."""
+        if self._sorted is None:
+            held = np.fromiter(self._rows, np.int64, len(self._rows))
+            rows = np.fromiter(self._rows.values(), np.int64, len(self._rows))
+            order = np.argsort(held)
+            self._sorted = held[order], rows[order]
+        known, rows = self._sorted
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(known):
+            return ids[:0], ids[:0]
+        where = np.minimum(np.searchsorted(known, ids), len(known) - 1)
+        found = known[where] == ids
+        return ids[found], rows[where[found]]
+
     def exact_among(
         self, vector: np.ndarray, ids: Sequence[int] | np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -147,8 +167,8 @@ class VectorIndex:
         first, scored exactly; ties go to the lower id."""
         query = np.asarray(vector, dtype=np.float32).reshape(self.dim)
         with self._lock:
-            held = np.asarray([i for i in ids if int(i) in self._rows], dtype=np.int64)
-            scores = self._matrix[self._rows_of(held)] @ query
+            held, rows = self._held(np.asarray(ids, dtype=np.int64))
+            scores = self._matrix[rows] @ query
         return best_of(held, scores, k)
 
     def query(self, vector: np.ndarray, k: int, ef: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -263,6 +283,7 @@ class VectorIndex:
             )
         self._rows = {int(i): row for row, i in enumerate(ids)}
         self._free = []
+        self._sorted = None
 
     def _load_shift(self, directory: Path, live: np.ndarray) -> None:
         """Restore a saved query shift and its per-vector dots (ignored if unreadable)."""

@@ -89,6 +89,27 @@ def test_search_quick_reports_build_and_every_ef() -> None:
     )
     assert (ef, candidates, p50) == (float(default[1]), float(default[2]), float(default[3]))
     assert recall == float(default[5]) >= 0.9  # the steered search, re-ranked, finds the top 10
+    # filtered search: every share for both kinds, ten results each, exact where few match
+    filtered = re.findall(
+        rf"^\s+{NUM}%\s+{NUM}\s+(image-like|text-like)\s+{NUM}\s+{NUM}\s+{NUM}\s+(\d+)\s+(.+)$",
+        out,
+        re.MULTILINE,
+    )
+    assert [(float(r[0]), r[2]) for r in filtered] == [
+        (share, kind) for share in (50.0, 10.0, 1.0, 0.1) for kind in ("image-like", "text-like")
+    ], out
+    for share, matching, _kind, recall, p50, p95, fewest, plans in filtered:
+        assert float(matching.replace(",", "")) == max(10, round(2000 * float(share) / 100))
+        assert 0 <= float(recall) <= 1 and 0 < float(p50) <= float(p95) and int(fewest) == 10
+        counts = dict(part.split(" ") for part in plans.split(", "))
+        assert sum(int(n) for n in counts.values()) == 120  # 100 queries + 20 warm-up
+        if float(matching.replace(",", "")) <= 200:
+            assert float(recall) == 1.0 and set(counts) == {"exact"}
+    verdict = re.search(r"filtered verdict: (PASS|FAIL) \(", out)
+    lowest = min(float(r[3]) for r in filtered)
+    assert verdict is not None and (verdict.group(1) == "PASS") == (
+        lowest >= 0.95 and max(float(r[4]) for r in filtered) <= 5
+    )
 
 
 STEPS = [

@@ -114,7 +114,7 @@ def test_text_queries_keep_their_shift_and_are_ranked_by_the_query(
         allowed = np.sort(ids[::2])
         query = unit(vectors[40] + 0.5 * vectors[41])
         found, scores, chosen = search_among(
-            index, query, allowed, 10, ef=64, shifted=True, candidates=200
+            index, query, allowed, 10, ef=64, shifted=True, candidates=40
         )
         assert chosen.method == "graph"
         assert np.allclose(scores, [vectors[ids == i][0] @ query for i in found], atol=1e-5)
