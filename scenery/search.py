@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image as PILImage
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from scenery.config import GRID_THUMB
 from scenery.embed import Embedder
 from scenery.errors import ImageRejected
+from scenery.filtered_search import search_among
 from scenery.imaging import thumbnail
 from scenery.index_sync import SyncedIndex
 from scenery.library import get_embedding, get_image, published_by_ids
 from scenery.modality_gap import query_across_gap
-from scenery.models import Image
+from scenery.models import Image, ImageStatus
 from scenery.query_cache import TextQueryCache
 
 # Extra candidates fetched so that images unpublished since the last index refresh can be dropped
@@ -37,32 +40,61 @@ def search_vector(
     ef: int,
     exclude: int | None = None,
     shift: np.ndarray | None = None,
+    where: Sequence[ColumnElement[bool]] = (),
+    page: int = 1,
 ) -> list[Hit]:
-    """Rank published images by cosine similarity to a query vector, best first.
+    """Rank published images by cosine similarity to a query vector, best first: page ``page``
+    of ``k`` (pages of one query never overlap).
 
     A ``shift`` steers the graph search of a text query across the modality gap (its ``ef``
-    candidates are then ranked by ``vector`` itself; ``scenery.modality_gap``)."""
+    candidates are then ranked by ``vector`` itself; ``scenery.modality_gap``). ``where``
+    (``ImageFilter.conditions``) keeps only the images meeting it: the search is planned by how
+    many do (``scenery.filtered_search``)."""
     index.refresh()
-    wanted = k + OVERFETCH + (exclude is not None)
-    if shift is None:
+    skip = (page - 1) * k
+    wanted = skip + k + OVERFETCH + (exclude is not None)
+    if where:
+        allowed = matching_ids(session, where)
+        if shift is not None:
+            index.use_text_shift(shift)
+        ids, scores, _ = search_among(
+            index.index, vector, allowed, wanted, ef, shifted=shift is not None, candidates=ef
+        )
+    elif shift is None:
         ids, scores = index.index.query(vector, wanted, ef=ef)
     else:
         index.use_text_shift(shift)
-        ids, scores = query_across_gap(index.index, vector, shift, wanted, ef)
+        ids, scores = query_across_gap(index.index, vector, shift, wanted, max(ef, wanted))
     images = published_by_ids(session, [int(i) for i in ids])
     hits = [
         Hit(images[int(i)], float(s))
         for i, s in zip(ids, scores, strict=True)
         if int(i) in images and int(i) != exclude
     ]
-    return hits[:k]
+    return hits[skip : skip + k]
+
+
+def matching_ids(session: Session, where: Sequence[ColumnElement[bool]]) -> np.ndarray:
+    """The ids of the published images meeting ``where``, sorted."""
+    query = select(Image.id).where(Image.status == ImageStatus.PUBLISHED, *where)
+    found = np.fromiter(session.scalars(query), np.int64)
+    found.sort()
+    return found
 
 
 def search_text(
-    session: Session, index: SyncedIndex, queries: TextQueryCache, text: str, k: int, ef: int
+    session: Session,
+    index: SyncedIndex,
+    queries: TextQueryCache,
+    text: str,
+    k: int,
+    ef: int,
+    where: Sequence[ColumnElement[bool]] = (),
+    page: int = 1,
 ) -> list[Hit]:
     """Images that best match a text query (``ef``: the candidates its search ranks)."""
-    return search_vector(session, index, queries.vector(text), k, ef, shift=queries.shift)
+    vector = queries.vector(text)
+    return search_vector(session, index, vector, k, ef, None, queries.shift, where, page)
 
 
 def search_image(
@@ -72,6 +104,8 @@ def search_image(
     image: PILImage.Image,
     k: int,
     ef: int,
+    where: Sequence[ColumnElement[bool]] = (),
+    page: int = 1,
 ) -> list[Hit]:
     """Images that look most like an uploaded picture.
 
@@ -81,13 +115,19 @@ def search_image(
         vector = embedder.encode_images([thumbnail(image, GRID_THUMB)])[0]
     except (MemoryError, OverflowError) as exc:
         raise ImageRejected(f"image too large to embed ({type(exc).__name__})") from exc
-    return search_vector(session, index, vector, k, ef)
+    return search_vector(session, index, vector, k, ef, where=where, page=page)
 
 
 def similar_images(
-    session: Session, index: SyncedIndex, image_id: int, k: int, ef: int
+    session: Session,
+    index: SyncedIndex,
+    image_id: int,
+    k: int,
+    ef: int,
+    where: Sequence[ColumnElement[bool]] = (),
+    page: int = 1,
 ) -> list[Hit]:
     """Published images most like a published image, excluding the image itself."""
     get_image(session, image_id)
     vector = get_embedding(session, image_id, index.model)
-    return search_vector(session, index, vector, k, ef, exclude=image_id)
+    return search_vector(session, index, vector, k, ef, image_id, None, where, page)

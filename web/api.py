@@ -6,8 +6,9 @@ import math
 from typing import Any
 
 from flask import Blueprint, request
+from sqlalchemy import ColumnElement
 
-from scenery.image_filters import LOCAL, orientation_of, parse_filter
+from scenery.image_filters import LOCAL, ImageFilter, orientation_of, parse_filter
 from scenery.library import count_published, get_image, published_page, published_sources
 from scenery.models import Image, isoformat
 from scenery.search import Hit, search_image, search_text, similar_images
@@ -89,12 +90,28 @@ def show_image(image_id: int) -> dict[str, Any]:
     return image_json(get_image(db(), image_id))
 
 
+def _filtered() -> tuple[ImageFilter, list[ColumnElement[bool]], int]:
+    """The filter in the request's parameters (query string or form), its SQL conditions and
+    the page of results asked for."""
+    chosen = parse_filter(request.values)
+    where = chosen.conditions(context().settings.fit_crop_tolerance)
+    return chosen, where, int_arg("page", 1, 1, 1000)
+
+
+def _results(hits: list[Hit], chosen: ImageFilter, k: int, page: int) -> dict[str, Any]:
+    if not hits and chosen.subreddit is not None:
+        known_source(chosen.subreddit)
+    return {"k": k, "page": page, "filters": chosen.params(), "results": hits_json(hits)}
+
+
 @bp.get("/api/images/<int:image_id>/similar")
 def similar(image_id: int) -> dict[str, Any]:
     """Nearest published images; the image itself is never among the results."""
     ctx = context()
-    hits = similar_images(db(), ctx.index, image_id, _k(), ctx.settings.index_ef_search)
-    return {"image_id": image_id, "results": hits_json(hits)}
+    chosen, where, page = _filtered()
+    k = _k()
+    hits = similar_images(db(), ctx.index, image_id, k, ctx.settings.index_ef_search, where, page)
+    return {"image_id": image_id, **_results(hits, chosen, k, page)}
 
 
 @bp.get("/api/search")
@@ -105,22 +122,31 @@ def search() -> dict[str, Any]:
         raise BadRequest("q is required")
     if len(query) > 300:
         raise BadRequest("q is longer than 300 characters")
+    chosen, where, page = _filtered()
     k = _k()
     hits = search_text(
-        db(), ctx.index, ctx.text_queries, query, k, ctx.settings.index_text_candidates
+        db(),
+        ctx.index,
+        ctx.text_queries,
+        query,
+        k,
+        ctx.settings.index_text_candidates,
+        where,
+        page,
     )
-    return {"query": query, "k": k, "results": hits_json(hits)}
+    return {"query": query, **_results(hits, chosen, k, page)}
 
 
 @bp.post("/api/search/image")
 def search_by_image() -> dict[str, Any]:
     ctx = context()
+    chosen, where, page = _filtered()
     decoded = uploaded_image()
     k = _k()
     hits = search_image(
-        db(), ctx.index, ctx.embedder, decoded.image, k, ctx.settings.index_ef_search
+        db(), ctx.index, ctx.embedder, decoded.image, k, ctx.settings.index_ef_search, where, page
     )
-    return {"k": k, "results": hits_json(hits)}
+    return _results(hits, chosen, k, page)
 
 
 @bp.get("/healthz")
