@@ -34,7 +34,7 @@ class Context:
 
     def migrate(self) -> None:
         """Apply database migrations."""
-        migrate(self.engine)
+        migrate(self.engine, self.settings.root)
 
     @cached_property
     def queue(self) -> TaskQueue:

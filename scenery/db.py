@@ -61,14 +61,16 @@ def exclusive(session: Session, name: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def alembic_config(engine: Engine) -> Config:
-    """An Alembic config bound to this engine, with no alembic.ini needed."""
+def alembic_config(engine: Engine, data_root: Path | None = None) -> Config:
+    """An Alembic config bound to this engine, with no alembic.ini needed. ``data_root``: where
+    the files are, for migrations that compute new columns from them."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
+    config.attributes["data_root"] = data_root
     return config
 
 
-def migrate(engine: Engine) -> None:
+def migrate(engine: Engine, data_root: Path | None = None) -> None:
     """Bring the schema up to the newest migration."""
-    command.upgrade(alembic_config(engine), "head")
+    command.upgrade(alembic_config(engine, data_root), "head")

@@ -5,6 +5,8 @@ turns it into SQL over ``images``, ``params`` back into the query parameters the
 pages share (so a filtered view can be bookmarked). A value that is unknown or malformed is a
 ``FilterError`` whose message says what is allowed.
 
+``color`` keeps photos whose leading colour is that one of ``scenery.colours.NAMES``.
+
 Orientation: a panorama is at least twice as wide as it is high; a square photo has sides within
 5% of each other; otherwise it is a landscape (wider) or a portrait (taller) photo. A size
 preset (``hd``, ``4k``, ``5k``, ``8k``) keeps photos at least that large either way round, so a
@@ -22,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, and_, cast, func, or_
 
+from scenery.colours import NAMES
 from scenery.errors import SceneryError
 from scenery.models import Image
 
@@ -49,6 +52,7 @@ class ImageFilter:
     min_height: int | None = None
     min_megapixels: float | None = None
     fits: tuple[int, int] | None = None  # a screen's width and height in device pixels
+    color: str | None = None  # the leading named colour (``scenery.colours``)
     subreddit: str | None = None  # as stored (any case given), or LOCAL
     added_after: date | None = None  # published on or after this day (UTC)
     added_before: date | None = None  # published on or before this day
@@ -95,6 +99,8 @@ class ImageFilter:
             out.append(cast(w, BigInteger) * h >= round(self.min_megapixels * 1e6))
         if self.fits is not None:
             out.append(_fits(*self.fits, fit_tolerance))
+        if self.color is not None:
+            out.append(Image.colour == self.color)
         if self.subreddit is not None:
             if self.subreddit == LOCAL:
                 out.append(Image.source == "local")
@@ -223,6 +229,7 @@ PARSERS: dict[str, Callable[[str, str], object]] = {
     "min_height": _side,
     "min_megapixels": _megapixels,
     "fits": _screen,
+    "color": _choice(NAMES),
     "subreddit": _subreddit,
     "added_after": _day,
     "added_before": _day,

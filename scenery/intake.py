@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
+from scenery.colours import colour_shares, dominant
 from scenery.config import GRID_THUMB
 from scenery.imaging import (
     ImageLimits,
@@ -46,6 +47,7 @@ class StoredFile:
     detail: PILImage.Image | None  # an extra view for a filter, when asked for
     phash: str
     mirrored_phash: str
+    colours: bytes = b""  # ``scenery.colours.colour_shares`` of the grid thumbnail
 
 
 def store_file(
@@ -68,6 +70,7 @@ def store_file(
     timings["decode + thumbnail"] = time.perf_counter() - started
     started = time.perf_counter()
     phash, mirrored_phash = perceptual_hashes(small)
+    shares = colour_shares(small)
     stored = StoredFile(
         sha256=sha256,
         data=data,
@@ -79,6 +82,7 @@ def store_file(
         detail=detail(decoded.image) if detail else None,
         phash=phash,
         mirrored_phash=mirrored_phash,
+        colours=shares,
     )
     storage.save_original(sha256, decoded.extension, data)
     storage.save_thumbnail(sha256, GRID_THUMB, encode_thumbnail(small))
@@ -106,6 +110,8 @@ def add_image(
         bytes=len(stored.data),
         format=stored.format,
         phash=stored.phash,
+        colour=dominant(stored.colours) if stored.colours else None,
+        colour_shares=stored.colours or None,
         **fields,
     )
     add_embedding(session, image, model, vector)  # before the flush: no lazy load

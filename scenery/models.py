@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import enum
 from datetime import UTC, datetime
 from typing import Any, overload
@@ -70,6 +71,9 @@ class Image(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     format: Mapped[str] = mapped_column(String(16))
     phash: Mapped[str] = mapped_column(String(64))
+    # The leading named colour and every named colour's share (``scenery.colours``)
+    colour: Mapped[str | None] = mapped_column(String(16), index=True)
+    colour_shares: Mapped[builtins.bytes | None] = mapped_column(LargeBinary)
     title: Mapped[str | None] = mapped_column(Text)
     status: Mapped[ImageStatus] = mapped_column(
         Enum(ImageStatus, name="image_status", values_callable=lambda e: [m.value for m in e]),

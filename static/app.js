@@ -54,4 +54,18 @@ function dropzone() {
   });
 }
 
-document.addEventListener("DOMContentLoaded", () => { infiniteScroll(); dropzone(); });
+// "Fits my screen": the screen's size in device pixels goes into the filter form's fits field.
+function fitsScreen() {
+  document.querySelectorAll(".filter-bar .fits-screen").forEach((button) => {
+    button.addEventListener("click", () => {
+      const form = button.closest("form");
+      const ratio = window.devicePixelRatio || 1;
+      const width = Math.round(window.screen.width * ratio);
+      const height = Math.round(window.screen.height * ratio);
+      form.querySelector('input[name="fits"]').value = `${width}x${height}`;
+      form.requestSubmit();
+    });
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => { infiniteScroll(); dropzone(); fitsScreen(); });

@@ -66,7 +66,7 @@ def test_browse_search_and_open_an_image(
     page.locator(".grid > .tile").first.click()
     page.wait_for_url("**/image/*")
     assert page.locator("h1").inner_text()
-    assert page.locator(".similar .tile").count() == 12
+    assert page.locator(".similar-photos .tile").count() == 12
     assert page.locator("img.photo-large").evaluate("i => i.complete && i.naturalWidth > 0")
     page.screenshot(path=str(artifacts / f"image-{backend}.png"), full_page=True)
     assert errors == []

@@ -80,7 +80,11 @@ def test_image_page_shows_facts_and_similar_images(client: FlaskClient, app: Fla
     page = client.get(f"/image/{ids(app)['yellow']}").get_data(as_text=True)
     assert "96 &times; 64 px" in page and "yellow.png" in page
     assert f"/image/{ids(app)['red']}" in page  # a similar image
-    assert page.count('class="tile"') == 3  # the image itself is not among them
+    similar, colours = page.split('class="similar similar-colours"')
+    assert 'class="similar similar-photos"' in similar
+    assert similar.count('class="tile"') == 3  # the image itself is not among them
+    assert "Nothing in these colours yet." in colours  # no other yellow photo
+    assert 'href="/?color=yellow">yellow</a>' in page  # its colour, linking to the filter
 
 
 def test_search_page_keeps_the_query_and_ranks(client: FlaskClient, app: Flask) -> None:

@@ -60,6 +60,7 @@ def create_app(
 
     from flask_wtf.csrf import CSRFProtect
 
+    from scenery.colours import NAMES
     from web import admin, api, errors, gallery, media, urls
     from web.auth import init_auth
     from web.services import refuse_unusable_input
@@ -73,6 +74,7 @@ def create_app(
         thumb_url=urls.thumb_url,
         original_url=urls.original_url,
         reddit_url=urls.reddit_url,
+        colour_names=NAMES,
     )
 
     app.register_blueprint(gallery.bp)

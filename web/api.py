@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, request
 from sqlalchemy import ColumnElement
 
+from scenery.colour_search import similar_colours
 from scenery.image_filters import LOCAL, ImageFilter, orientation_of, parse_filter
 from scenery.library import count_published, get_image, published_page, published_sources
 from scenery.models import Image, isoformat
@@ -34,6 +35,7 @@ def image_json(image: Image) -> dict[str, Any]:
         "id": image.id,
         "title": image.display_title,
         "orientation": orientation_of(image.width, image.height),
+        "color": image.colour,
         "subreddit": image.reddit_subreddit or LOCAL,
         "url": original_url(image, external=True),
         "thumb_url": thumb_url(image, 400, external=True),
@@ -106,12 +108,20 @@ def _results(hits: list[Hit], chosen: ImageFilter, k: int, page: int) -> dict[st
 
 @bp.get("/api/images/<int:image_id>/similar")
 def similar(image_id: int) -> dict[str, Any]:
-    """Nearest published images; the image itself is never among the results."""
+    """Nearest published images, by CLIP (``by=clip``, the default) or by colour
+    (``by=color``); the image itself is never among the results."""
     ctx = context()
     chosen, where, page = _filtered()
     k = _k()
-    hits = similar_images(db(), ctx.index, image_id, k, ctx.settings.index_ef_search, where, page)
-    return {"image_id": image_id, **_results(hits, chosen, k, page)}
+    by = request.args.get("by", "clip")
+    if by == "color":
+        hits = similar_colours(db(), image_id, k, where, page)
+    elif by == "clip":
+        ef = ctx.settings.index_ef_search
+        hits = similar_images(db(), ctx.index, image_id, k, ef, where, page)
+    else:
+        raise BadRequest(f"unknown by {by!r}: use one of clip, color")
+    return {"image_id": image_id, "by": by, **_results(hits, chosen, k, page)}
 
 
 @bp.get("/api/search")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template, request, url_for
+from sqlalchemy import ColumnElement
 
+from scenery.colour_search import similar_colours
 from scenery.errors import NotFound
+from scenery.image_filters import ImageFilter, parse_filter
 from scenery.library import get_image, published_page
 from scenery.search import search_image, search_text, similar_images
 from web.services import context, db, int_arg, uploaded_image
@@ -16,15 +21,66 @@ bp = Blueprint("gallery", __name__)
 SIMILAR_ON_PAGE = 12
 
 
+LABELS = {
+    "orientation": "",
+    "size": "",
+    "min_width": "width \u2265 ",
+    "min_height": "height \u2265 ",
+    "min_megapixels": "megapixels \u2265 ",
+    "fits": "fits ",
+    "color": "",
+    "subreddit": "from ",
+    "added_after": "added since ",
+    "added_before": "added until ",
+    "posted_after": "posted since ",
+    "posted_before": "posted until ",
+}
+
+
+@dataclass(frozen=True)
+class Chip:
+    """An applied filter as the page shows it, with the address of the page without it."""
+
+    name: str
+    label: str
+    remove: str
+
+
+def chips(chosen: ImageFilter, endpoint: str, **keep: str) -> list[Chip]:
+    """One removable chip per applied filter; ``keep``: the other parameters the page holds."""
+    params = chosen.params()
+    out = []
+    for name, value in params.items():
+        rest = {k: v for k, v in params.items() if k != name}
+        label = f"{LABELS.get(name, name + ' ')}{value}"
+        values: dict[str, Any] = {**keep, **rest}
+        out.append(Chip(name, label, url_for(endpoint, **values)))
+    return out
+
+
+def _chosen() -> tuple[ImageFilter, list[ColumnElement[bool]]]:
+    chosen = parse_filter(request.args)
+    return chosen, chosen.conditions(context().settings.fit_crop_tolerance)
+
+
 @bp.get("/")
 def home() -> str:
     per_page = context().settings.page_size
     page = int_arg("page", 1, 1, 1_000_000)
-    images, total = published_page(db(), page, per_page)
+    chosen, where = _chosen()
+    images, total = published_page(db(), page, per_page, where)
     pages = max(1, math.ceil(total / per_page))
-    if page > pages:
+    if page > pages and total:
         raise NotFound(f"there is no page {page}")
-    return render_template("home.html", images=images, page=page, pages=pages, total=total)
+    return render_template(
+        "home.html",
+        images=images,
+        page=page,
+        pages=pages,
+        total=total,
+        filters=chosen.params(),
+        chips=chips(chosen, "gallery.home"),
+    )
 
 
 @bp.get("/image/<int:image_id>")
@@ -37,20 +93,27 @@ def image_page(image_id: int) -> str:
         )
     except NotFound:  # no embedding for the current model yet: the page still shows
         similar = []
-    return render_template("image.html", image=image, similar=similar)
+    colours = similar_colours(db(), image_id, SIMILAR_ON_PAGE)
+    return render_template("image.html", image=image, similar=similar, colours=colours)
 
 
 @bp.get("/search")
 def search() -> str:
     ctx = context()
-    query = request.args.get("q", "").strip()
+    query = request.args.get("q", "").strip()[:300]
     k = int_arg("k", ctx.settings.search_k, 1, ctx.settings.max_k)
+    chosen, where = _chosen()
     hits = []
     if query:
-        hits = search_text(
-            db(), ctx.index, ctx.text_queries, query[:300], k, ctx.settings.index_text_candidates
-        )
-    return render_template("search.html", query=query, hits=hits)
+        candidates = ctx.settings.index_text_candidates
+        hits = search_text(db(), ctx.index, ctx.text_queries, query, k, candidates, where)
+    return render_template(
+        "search.html",
+        query=query,
+        hits=hits,
+        filters=chosen.params(),
+        chips=chips(chosen, "gallery.search", q=query),
+    )
 
 
 @bp.route("/search/image", methods=["GET", "POST"])
