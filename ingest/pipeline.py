@@ -305,6 +305,9 @@ class Ingest:
             self.summary.add_time(stage, seconds)
         ready = screened.ready
         started = time.perf_counter()
+        tagger = self.ctx.tagger
+        vectors = [facts.vector for facts in screened.facts]
+        tags = tagger.tags(np.stack(vectors)) if tagger and vectors else [[] for _ in ready]
         applied: list[tuple[Judged, int | None]] = []
         try:
             with transaction(self.ctx.sessions) as session:
@@ -316,12 +319,15 @@ class Ingest:
                     c.id: c
                     for c in load_candidates(session, [item.job.candidate_id for item in ready])
                 }
-                for item, facts, known in zip(ready, screened.facts, ran, strict=True):
+                for item, facts, known, tagged in zip(
+                    ready, screened.facts, ran, tags, strict=True
+                ):
                     candidate = loaded.get(item.job.candidate_id)
                     if candidate is None or candidate.state != CandidateState.PENDING:
                         self.summary.decided_elsewhere += 1  # a concurrent run got there first
                         continue
                     judged = self._judge(item, facts, filters, known)
+                    judged.tags = tagged
                     image_id = self._store(session, judged)
                     self._apply(judged, image_id, bank)
                     applied.append((judged, image_id))

@@ -4,7 +4,7 @@ transaction; the pipeline decides what goes into one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -40,6 +40,7 @@ class Judged:
     decision: Decision
     deciding: list[FilterResult]
     results: list[FilterResult]
+    tags: list[tuple[str, float]] = field(default_factory=list)  # auto tags (scenery.tags)
 
 
 def load_candidates(session: Session, ids: list[int]) -> list[Candidate]:
@@ -122,6 +123,7 @@ def _insert(session: Session, judged: Judged, storage: Storage, embedder: str) -
         status=IMAGE_STATUS[decision],
         model=embedder,
         vector=judged.vector,
+        tags=judged.tags,
         source="reddit",
         source_name=job.url.rsplit("/", 1)[-1][:200],
         reddit_subreddit=job.subreddit,

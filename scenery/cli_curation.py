@@ -150,4 +150,16 @@ def _row(confusion: Confusion) -> list[str]:
     return [share(c.precision), share(c.recall), str(c.tp), str(c.fp), str(c.fn), str(c.tn)]
 
 
-COMMANDS = (fit, train, explain, evaluate_)
+@click.command("retag")
+@click.pass_obj
+@domain_errors
+def retag_(obj: dict[str, Any]) -> None:
+    """Tag every image again from the tag vocabulary (after editing it, or a model change)."""
+    from scenery.retag import retag
+
+    ctx = context(obj)
+    images, given = retag(ctx)
+    click.echo(f"retagged {images} images: {given} tags from {ctx.tagger.path}")  # type: ignore[union-attr]
+
+
+COMMANDS = (fit, train, explain, evaluate_, retag_)

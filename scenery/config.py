@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     max_k: int = Field(default=200, ge=1)
     # "fits my screen": the share of one side a photo may lose to cover the screen
     fit_crop_tolerance: float = Field(default=0.2, ge=0, le=0.9)
+    # Auto tags (scenery.tags): the vocabulary file (None: the packaged one) and the zero-shot
+    # probability from which a tag applies
+    auto_tags: bool = True
+    tag_vocabulary: Path | None = None
+    tag_min_probability: float = Field(default=0.15, gt=0, le=1)
     # The gallery's address as visitors reach it (https://photos.example.org, or with the path
     # it is served under): the JSON API's absolute URLs are built on it. Unset, they are
     # root-relative. The Host header, which any client sets, never goes into a URL.

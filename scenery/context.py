@@ -16,6 +16,7 @@ from scenery.index_sync import SyncedIndex
 from scenery.query_cache import TextQueryCache
 from scenery.queue import TaskQueue
 from scenery.storage import Storage
+from scenery.tags import DEFAULT_VOCABULARY, Tagger
 from scenery.vector_space import INT8_SUFFIX, refuse_other_runtime
 
 
@@ -59,6 +60,14 @@ class Context:
         from scenery.onnx_embed import OnnxClipEmbedder
 
         return OnnxClipEmbedder.from_settings(self.settings, int8=True, towers=("image",))
+
+    @cached_property
+    def tagger(self) -> Tagger | None:
+        """The auto tagger of this embedder and vocabulary; None when auto tags are off."""
+        if not self.settings.auto_tags:
+            return None
+        path = self.settings.tag_vocabulary or DEFAULT_VOCABULARY
+        return Tagger(self.embedder, path, self.settings.tag_min_probability)
 
     @cached_property
     def text_queries(self) -> TextQueryCache:

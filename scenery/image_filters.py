@@ -5,7 +5,8 @@ turns it into SQL over ``images``, ``params`` back into the query parameters the
 pages share (so a filtered view can be bookmarked). A value that is unknown or malformed is a
 ``FilterError`` whose message says what is allowed.
 
-``color`` keeps photos whose leading colour is that one of ``scenery.colours.NAMES``.
+``tag`` (repeatable) keeps photos with every tag named (``scenery.tags``). ``color`` keeps
+photos whose leading colour is that one of ``scenery.colours.NAMES``.
 
 Orientation: a panorama is at least twice as wide as it is high; a square photo has sides within
 5% of each other; otherwise it is a landscape (wider) or a portrait (taller) photo. A size
@@ -17,16 +18,16 @@ pixels without being enlarged, cropping at most ``fit_tolerance`` of one side to
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, and_, cast, func, or_
+from sqlalchemy import BigInteger, ColumnElement, and_, cast, func, or_, select
 
 from scenery.colours import NAMES
 from scenery.errors import SceneryError
-from scenery.models import Image
+from scenery.models import Image, ImageTag
 
 ORIENTATIONS = ("landscape", "portrait", "square", "panorama")
 SIZES = {"hd": (1920, 1080), "4k": (3840, 2160), "5k": (5120, 2880), "8k": (7680, 4320)}
@@ -58,6 +59,7 @@ class ImageFilter:
     added_before: date | None = None  # published on or before this day
     posted_after: date | None = None  # the Reddit post's day, likewise
     posted_before: date | None = None
+    tag: tuple[str, ...] | None = None  # auto tags (scenery.tags), every one of them
 
     @property
     def empty(self) -> bool:
@@ -67,14 +69,17 @@ class ImageFilter:
         """This filter less one of its parameters (a chip removed)."""
         return replace(self, **{name: None})
 
-    def params(self) -> dict[str, str]:
-        """The query parameters that give this filter back through ``parse_filter``."""
-        out = {}
+    def params(self) -> dict[str, str | list[str]]:
+        """The query parameters that give this filter back through ``parse_filter`` (``tag``
+        as a list: it repeats)."""
+        out: dict[str, str | list[str]] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if value is None:
                 continue
-            if f.name == "fits":
+            if f.name == "tag":
+                out[f.name] = list(value)
+            elif f.name == "fits":
                 out[f.name] = f"{value[0]}x{value[1]}"
             elif isinstance(value, date):
                 out[f.name] = value.isoformat()
@@ -106,6 +111,9 @@ class ImageFilter:
                 out.append(Image.source == "local")
             else:
                 out.append(func.lower(Image.reddit_subreddit) == self.subreddit.lower())
+        for name in self.tag or ():
+            tagged = select(ImageTag.image_id).where(ImageTag.tag == name)
+            out.append(Image.id.in_(tagged))
         out += _day_range(Image.published_at, self.added_after, self.added_before)
         out += _day_range(Image.reddit_created_at, self.posted_after, self.posted_before)
         return out
@@ -155,11 +163,17 @@ def _day_range(column: Any, first: date | None, last: date | None) -> list[Colum
     return out
 
 
-def parse_filter(args: Mapping[str, str]) -> ImageFilter:
-    """An ``ImageFilter`` from query parameters (the names of its fields); empty values are
-    ignored, as a form leaves them."""
+def parse_filter(args: Mapping[str, str], tags: Sequence[str] = ()) -> ImageFilter:
+    """An ``ImageFilter`` from query parameters (the names of its fields; ``tag`` may repeat,
+    and must be one of ``tags``, the vocabulary); empty values are ignored, as a form leaves
+    them."""
     values: dict[str, object] = {}
     for f in fields(ImageFilter):
+        if f.name == "tag":
+            wanted = _tags(args, tags)
+            if wanted:
+                values["tag"] = wanted
+            continue
         raw = (args.get(f.name) or "").strip()
         if raw:
             values[f.name] = PARSERS[f.name](f.name, raw)
@@ -169,6 +183,21 @@ def parse_filter(args: Mapping[str, str]) -> ImageFilter:
         if first is not None and last is not None and first > last:
             raise FilterError(f"{low} ({first}) is after {high} ({last})")
     return parsed
+
+
+def _tags(args: Mapping[str, str], vocabulary: Sequence[str]) -> tuple[str, ...]:
+    getlist = getattr(args, "getlist", None)
+    given = getlist("tag") if getlist is not None else [args.get("tag") or ""]
+    wanted: list[str] = []
+    for raw in given:
+        name = " ".join(raw.split()).lower()
+        if not name or name in wanted:
+            continue
+        if name not in vocabulary:
+            listed = ", ".join(vocabulary) or "none"
+            raise FilterError(f"unknown tag {raw!r}: the tags are {listed}")
+        wanted.append(name)
+    return tuple(wanted)
 
 
 def _choice(allowed: tuple[str, ...]) -> Callable[[str, str], str]:

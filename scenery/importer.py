@@ -168,6 +168,8 @@ class Importer:
     ) -> list[int | None]:
         status = ImageStatus.PUBLISHED if self.publish else ImageStatus.QUEUED
         model = self.ctx.embedder.name
+        tagger = self.ctx.tagger
+        tags = tagger.tags(vectors) if tagger is not None else [[] for _ in prepared]
         with transaction(self.ctx.sessions) as session:
             images = [
                 add_image(
@@ -177,11 +179,12 @@ class Importer:
                     status=status,
                     model=model,
                     vector=vector,
+                    tags=tagged,
                     source="local",
                     source_name=path.name,
                     curation={},
                 )
-                for (path, stored), vector in zip(prepared, vectors, strict=True)
+                for (path, stored), vector, tagged in zip(prepared, vectors, tags, strict=True)
             ]
             return [image.id for image in images]
 

@@ -11,7 +11,7 @@ they are older than ``scenery.orphans.GRACE_SECONDS``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from scenery.imaging import (
     thumbnail,
 )
 from scenery.library import add_embedding, set_status
-from scenery.models import Image, ImageStatus
+from scenery.models import Image, ImageStatus, ImageTag
 from scenery.storage import Storage
 
 
@@ -98,10 +98,11 @@ def add_image(
     status: ImageStatus,
     model: str,
     vector: np.ndarray,
+    tags: Sequence[tuple[str, float]] = (),
     **fields: Any,
 ) -> Image:
-    """The image row of a stored file, with its embedding and status (and publication event);
-    flushed, so it has its id. ``fields`` are the source's columns (source, reddit_*...)."""
+    """The image row of a stored file, with its embedding, auto tags and status (and
+    publication event); flushed, so it has its id. ``fields`` are the source's columns."""
     image = Image(
         sha256=stored.sha256,
         path=storage.original_relpath(stored.sha256, stored.extension),
@@ -115,6 +116,7 @@ def add_image(
         **fields,
     )
     add_embedding(session, image, model, vector)  # before the flush: no lazy load
+    image.tags = [ImageTag(tag=name, score=score) for name, score in tags]
     session.add(image)
     set_status(session, image, status)
     session.flush()

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from scenery.errors import NotFound
-from scenery.models import Embedding, Image, ImageStatus, PublicationEvent, utcnow
+from scenery.models import Embedding, Image, ImageStatus, ImageTag, PublicationEvent, utcnow
 
 MAX_ID = 2**31 - 1
 """The largest row id: id columns are INTEGER, 32 bits on PostgreSQL, which refuses to compare
@@ -114,3 +114,14 @@ def get_embedding(session: Session, image_id: int, model: str) -> np.ndarray:
     if row is None:
         raise NotFound(f"image {image_id} has no embedding for {model}")
     return np.frombuffer(row.vector, dtype=np.float32)
+
+
+def tag_counts(session: Session) -> dict[str, int]:
+    """How many published images carry each auto tag."""
+    rows = session.execute(
+        select(ImageTag.tag, func.count())
+        .join(Image, Image.id == ImageTag.image_id)
+        .where(Image.status == ImageStatus.PUBLISHED)
+        .group_by(ImageTag.tag)
+    )
+    return {str(tag): int(n) for tag, n in rows}

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -102,6 +103,9 @@ class Image(Base):
     embeddings: Mapped[list[Embedding]] = relationship(
         back_populates="image", cascade="all, delete-orphan", passive_deletes=True
     )
+    tags: Mapped[list[ImageTag]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
 
     __table_args__ = (Index("ix_images_status_published_at", "status", "published_at"),)
 
@@ -113,6 +117,18 @@ class Image(Base):
     @property
     def extension(self) -> str:
         return self.path.rsplit(".", 1)[-1]
+
+
+class ImageTag(Base):
+    """An auto tag of an image (``scenery.tags``) with its zero-shot probability."""
+
+    __tablename__ = "image_tags"
+
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(48), primary_key=True, index=True)
+    score: Mapped[float] = mapped_column(Float)
 
 
 class Embedding(Base):

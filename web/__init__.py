@@ -61,6 +61,7 @@ def create_app(
     from flask_wtf.csrf import CSRFProtect
 
     from scenery.colours import NAMES
+    from scenery.tags import tag_names
     from web import admin, api, errors, gallery, media, urls
     from web.auth import init_auth
     from web.services import refuse_unusable_input
@@ -75,6 +76,7 @@ def create_app(
         original_url=urls.original_url,
         reddit_url=urls.reddit_url,
         colour_names=NAMES,
+        tag_names=tag_names,
     )
 
     app.register_blueprint(gallery.bp)

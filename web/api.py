@@ -13,7 +13,8 @@ from scenery.image_filters import LOCAL, ImageFilter, orientation_of, parse_filt
 from scenery.library import count_published, get_image, published_page, published_sources
 from scenery.models import Image, isoformat
 from scenery.search import Hit, search_image, search_text, similar_images
-from web.services import BadRequest, context, db, int_arg, uploaded_image
+from scenery.tags import tag_names
+from web.services import BadRequest, context, db, int_arg, tag_vocabulary, uploaded_image
 from web.urls import original_url, page_url, reddit_url, thumb_url
 
 bp = Blueprint("api", __name__)
@@ -36,6 +37,7 @@ def image_json(image: Image) -> dict[str, Any]:
         "title": image.display_title,
         "orientation": orientation_of(image.width, image.height),
         "color": image.colour,
+        "tags": tag_names(image.tags),
         "subreddit": image.reddit_subreddit or LOCAL,
         "url": original_url(image, external=True),
         "thumb_url": thumb_url(image, 400, external=True),
@@ -72,7 +74,7 @@ def list_images() -> dict[str, Any]:
     settings = context().settings
     page = int_arg("page", 1, 1, 1_000_000)
     per_page = int_arg("per_page", settings.page_size, 1, settings.max_k)
-    chosen = parse_filter(request.args)
+    chosen = parse_filter(request.args, tag_vocabulary())
     where = chosen.conditions(settings.fit_crop_tolerance)
     images, total = published_page(db(), page, per_page, where)
     if not total and chosen.subreddit is not None:
@@ -95,7 +97,7 @@ def show_image(image_id: int) -> dict[str, Any]:
 def _filtered() -> tuple[ImageFilter, list[ColumnElement[bool]], int]:
     """The filter in the request's parameters (query string or form), its SQL conditions and
     the page of results asked for."""
-    chosen = parse_filter(request.values)
+    chosen = parse_filter(request.values, tag_vocabulary())
     where = chosen.conditions(context().settings.fit_crop_tolerance)
     return chosen, where, int_arg("page", 1, 1, 1000)
 

@@ -12,9 +12,9 @@ from sqlalchemy import ColumnElement
 from scenery.colour_search import similar_colours
 from scenery.errors import NotFound
 from scenery.image_filters import ImageFilter, parse_filter
-from scenery.library import get_image, published_page
+from scenery.library import get_image, published_page, tag_counts
 from scenery.search import search_image, search_text, similar_images
-from web.services import context, db, int_arg, uploaded_image
+from web.services import context, db, int_arg, tag_vocabulary, uploaded_image
 
 bp = Blueprint("gallery", __name__)
 
@@ -34,6 +34,7 @@ LABELS = {
     "added_before": "added until ",
     "posted_after": "posted since ",
     "posted_before": "posted until ",
+    "tag": "#",
 }
 
 
@@ -51,15 +52,18 @@ def chips(chosen: ImageFilter, endpoint: str, **keep: str) -> list[Chip]:
     params = chosen.params()
     out = []
     for name, value in params.items():
-        rest = {k: v for k, v in params.items() if k != name}
-        label = f"{LABELS.get(name, name + ' ')}{value}"
-        values: dict[str, Any] = {**keep, **rest}
-        out.append(Chip(name, label, url_for(endpoint, **values)))
+        for one in value if isinstance(value, list) else [value]:
+            rest: dict[str, Any] = {k: v for k, v in params.items() if k != name}
+            if isinstance(value, list) and len(value) > 1:
+                rest[name] = [v for v in value if v != one]
+            label = f"{LABELS.get(name, name + ' ')}{one}"
+            values: dict[str, Any] = {**keep, **rest}
+            out.append(Chip(name, label, url_for(endpoint, **values)))
     return out
 
 
 def _chosen() -> tuple[ImageFilter, list[ColumnElement[bool]]]:
-    chosen = parse_filter(request.args)
+    chosen = parse_filter(request.args, tag_vocabulary())
     return chosen, chosen.conditions(context().settings.fit_crop_tolerance)
 
 
@@ -81,6 +85,14 @@ def home() -> str:
         filters=chosen.params(),
         chips=chips(chosen, "gallery.home"),
     )
+
+
+@bp.get("/tags")
+def tags() -> str:
+    """Every tag of the vocabulary with how many published photos carry it."""
+    counts = tag_counts(db())
+    listed = [(name, counts.get(name, 0)) for name in tag_vocabulary()]
+    return render_template("tags.html", tags=listed)
 
 
 @bp.get("/image/<int:image_id>")

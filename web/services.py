@@ -84,3 +84,9 @@ def uploaded_image() -> Decoded:
     if len(data) > settings.max_upload_bytes:
         raise BadRequest(f"the image is larger than {settings.max_upload_bytes:,} bytes")
     return decode(data, ImageLimits.from_settings(settings))
+
+
+def tag_vocabulary() -> tuple[str, ...]:
+    """The auto tags there are (none when auto tags are off)."""
+    tagger = context().tagger
+    return tagger.names() if tagger is not None else ()
