@@ -1,12 +1,12 @@
 """Auto tags: a vocabulary of landscape subjects scored by CLIP zero-shot against each image.
 
-The vocabulary is a text file (``SCENERY_TAG_VOCABULARY``; the packaged ``scenery/tag_vocabulary.txt``
-when unset): one tag per line, ``name`` or ``name = prompt; prompt``, ``#`` comments. Each tag's
-prompts are embedded once per process (their mean, normalised); an image's tags are those whose
-zero-shot probability (softmax over the vocabulary of ``LOGIT_SCALE`` x cosine) reaches
-``SCENERY_TAG_MIN_PROBABILITY``, at most ``MAX_TAGS``, each stored with that probability.
-Tagging needs only the image's embedding, so ``scenery retag`` re-tags a gallery without opening
-a single file.
+The vocabulary is a text file (``SCENERY_TAG_VOCABULARY``; when unset, the packaged
+``scenery/tag_vocabulary.txt``): one tag per line, ``name`` or ``name = prompt; prompt``,
+``#`` comments. Each tag's prompts are embedded once per process (their mean, normalised); an
+image's tags are those whose zero-shot probability (softmax over the vocabulary of
+``LOGIT_SCALE`` x cosine) reaches ``SCENERY_TAG_MIN_PROBABILITY``, at most ``MAX_TAGS``, each
+stored with that probability. Tagging needs only the image's embedding, so ``scenery retag``
+re-tags a gallery without opening a single file.
 """
 
 from __future__ import annotations
