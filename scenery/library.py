@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import BigInteger, ColumnElement, cast, func, select
 from sqlalchemy.orm import Session
 
 from scenery.errors import NotFound
@@ -50,19 +50,41 @@ def find_by_sha(session: Session, sha256s: Sequence[str]) -> dict[str, int]:
 
 
 def published_page(
-    session: Session, page: int, per_page: int, where: Sequence[ColumnElement[bool]] = ()
+    session: Session,
+    page: int,
+    per_page: int,
+    where: Sequence[ColumnElement[bool]] = (),
+    shuffle: int | None = None,
 ) -> tuple[list[Image], int]:
-    """Newest published images first (those meeting ``where``, e.g. an ``ImageFilter``'s
-    conditions): one page of them and their total count."""
+    """Published images (those meeting ``where``, e.g. an ``ImageFilter``'s conditions), newest
+    first, or in the order ``shuffle`` (a seed) gives: one page of them and their total count.
+
+    A seed always gives the same order, so the pages of one visit neither repeat nor skip."""
     total = count_published(session, where)
+    order = (
+        (Image.published_at.desc(), Image.id.desc())
+        if shuffle is None
+        else (shuffled(shuffle), Image.id)
+    )
     query = (
         select(Image)
         .where(Image.status == ImageStatus.PUBLISHED, *where)
-        .order_by(Image.published_at.desc(), Image.id.desc())
+        .order_by(*order)
         .offset(max(page - 1, 0) * per_page)
         .limit(per_page)
     )
     return list(session.scalars(query)), total
+
+
+SHUFFLE_MODULUS = 4_294_967_311  # a prime above 2**32: distinct ids get distinct keys
+
+
+def shuffled(seed: int) -> ColumnElement[int]:
+    """A sort key that orders ids pseudo-randomly for ``seed``, the same on every database:
+    ``(id * a + seed) mod p`` with ``a`` drawn from the seed (below 2**31, so the product of
+    a 32-bit id stays inside a signed 64-bit integer)."""
+    multiplier = 1 + (seed * 2_654_435_761) % (2**31 - 1)
+    return (cast(Image.id, BigInteger) * multiplier + seed) % SHUFFLE_MODULUS
 
 
 def count_published(session: Session, where: Sequence[ColumnElement[bool]] = ()) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 from PIL import Image as PILImage
@@ -131,3 +133,20 @@ def similar_images(
     get_image(session, image_id)
     vector = get_embedding(session, image_id, index.model)
     return search_vector(session, index, vector, k, ef, image_id, None, where, page)
+
+
+def reorder(hits: list[Hit], sort: str, seed: int = 0) -> list[Hit]:
+    """Search results in the order asked for: ``relevance`` as ranked, ``newest`` by
+    publication, ``random`` shuffled by ``seed`` (the same seed, the same order)."""
+    if sort == "newest":
+        return sorted(hits, key=_published, reverse=True)
+    if sort == "random":
+        shuffled = list(hits)
+        random.Random(seed).shuffle(shuffled)
+        return shuffled
+    return hits
+
+
+def _published(hit: Hit) -> tuple[datetime, int]:
+    at = hit.image.published_at
+    return (at.replace(tzinfo=None) if at is not None else datetime.min), hit.image.id

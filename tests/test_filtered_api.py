@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from scenery import filtered_search
 from scenery.config import Settings
@@ -143,3 +143,26 @@ def test_bad_filters_on_search_are_400s(client: FlaskClient) -> None:
     assert answer.status_code == 400 and "EarthPorn (16)" in answer.get_data(as_text=True)
     answer = client.get("/api/search?q=red&page=0")
     assert answer.status_code == 400
+
+
+def test_search_sorts_its_best_matches_by_date_or_a_seeded_shuffle(
+    app: Flask, client: FlaskClient
+) -> None:
+    ids = app.config["IDS"]
+    ctx = app.extensions["scenery"]
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(Image.id, Image.published_at).where(Image.id.in_(ids.values()))
+        )
+        published = {image_id: at for image_id, at in rows}
+    newest = client.get("/api/search?q=red&sort=newest&k=10").get_json()
+    assert newest["sort"] == "newest"
+    got = [hit["id"] for hit in newest["results"]]
+    assert got == sorted(got, key=lambda i: (published[i], i), reverse=True)
+    shuffled = client.get("/api/search?q=red&sort=random&seed=9&k=10").get_json()
+    again = client.get("/api/search?q=red&sort=random&seed=9&k=10").get_json()
+    assert shuffled["seed"] == 9 and shuffled["results"] == again["results"]
+    relevance = client.get("/api/search?q=red&k=10").get_json()
+    assert relevance["sort"] == "relevance"
+    scores = [hit["score"] for hit in relevance["results"]]
+    assert scores == sorted(scores, reverse=True)

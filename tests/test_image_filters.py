@@ -174,3 +174,34 @@ def test_sql_orientation_agrees_with_orientation_of_on_random_sizes(app: Flask) 
             kept = set(session.scalars(select(Image.title).where(*where)))
             expected = {k for k, (w, h, *_) in sizes.items() if orientation_of(w, h) == orientation}
             assert kept == expected, orientation
+
+
+def test_random_order_is_stable_per_seed_and_pages_neither_repeat_nor_skip(
+    client: FlaskClient,
+) -> None:
+    def order(query: str) -> list[str]:
+        return [i["title"] for i in client.get(f"/api/images?{query}").get_json()["images"]]
+
+    first = order("sort=random&seed=5&per_page=50")
+    assert sorted(first) == sorted(PHOTOS) and first == order("sort=random&seed=5&per_page=50")
+    others = {tuple(order(f"sort=random&seed={seed}&per_page=50")) for seed in range(6, 12)}
+    assert len(others | {tuple(first)}) > 1  # other seeds, other orders
+    paged = [t for p in (1, 2, 3) for t in order(f"sort=random&seed=5&per_page=3&page={p}")]
+    assert paged == first
+    fresh = client.get("/api/images?sort=random").get_json()
+    assert fresh["sort"] == "random" and fresh["seed"] > 0  # to ask for the next page with
+    newest = order("per_page=50")
+    assert newest == order("sort=newest&per_page=50") and newest[0] == "hd"  # published last
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("sort=relevance", "relevance needs a search"),
+        ("sort=oldest", "use one of newest, random"),
+        ("sort=random&seed=-1", "seed must be between"),
+    ],
+)
+def test_bad_sorts_are_400s(client: FlaskClient, query: str, message: str) -> None:
+    answer = client.get(f"/api/images?{query}")
+    assert answer.status_code == 400 and message in answer.get_data(as_text=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, request
@@ -12,9 +13,18 @@ from scenery.colour_search import similar_colours
 from scenery.image_filters import LOCAL, ImageFilter, orientation_of, parse_filter
 from scenery.library import count_published, get_image, published_page, published_sources
 from scenery.models import Image, isoformat
-from scenery.search import Hit, search_image, search_text, similar_images
+from scenery.search import Hit, reorder, search_image, search_text, similar_images
 from scenery.tags import tag_names
-from web.services import BadRequest, context, db, int_arg, tag_vocabulary, uploaded_image
+from web.services import (
+    SORTS,
+    BadRequest,
+    context,
+    db,
+    int_arg,
+    sort_arg,
+    tag_vocabulary,
+    uploaded_image,
+)
 from web.urls import original_url, page_url, reddit_url, thumb_url
 
 bp = Blueprint("api", __name__)
@@ -76,13 +86,17 @@ def list_images() -> dict[str, Any]:
     per_page = int_arg("per_page", settings.page_size, 1, settings.max_k)
     chosen = parse_filter(request.args, tag_vocabulary())
     where = chosen.conditions(settings.fit_crop_tolerance)
-    images, total = published_page(db(), page, per_page, where)
+    sort, seed = sort_arg("newest", ("newest", "random"))
+    shuffle = seed if sort == "random" else None
+    images, total = published_page(db(), page, per_page, where, shuffle)
     if not total and chosen.subreddit is not None:
         known_source(chosen.subreddit)
     return {
         "page": page,
         "per_page": per_page,
         "filters": chosen.params(),
+        "sort": sort,
+        **({"seed": seed} if sort == "random" else {}),
         "total": total,
         "pages": max(1, math.ceil(total / per_page)),
         "images": [image_json(image) for image in images],
@@ -106,6 +120,17 @@ def _results(hits: list[Hit], chosen: ImageFilter, k: int, page: int) -> dict[st
     if not hits and chosen.subreddit is not None:
         known_source(chosen.subreddit)
     return {"k": k, "page": page, "filters": chosen.params(), "results": hits_json(hits)}
+
+
+def _sorted_search(run: Callable[[int, int], list[Hit]], k: int, page: int) -> dict[str, Any]:
+    """``run(k, page)`` ranked by relevance (the default), or its best ``max_k`` in the order
+    ``sort`` asks for (newest, random with ``seed``), paged."""
+    sort, seed = sort_arg("relevance", SORTS)
+    if sort == "relevance":
+        return {"sort": sort, "hits": run(k, page)}
+    pool = reorder(run(context().settings.max_k, 1), sort, seed)
+    hits = pool[(page - 1) * k : page * k]
+    return {"sort": sort, "hits": hits, **({"seed": seed} if sort == "random" else {})}
 
 
 @bp.get("/api/images/<int:image_id>/similar")
@@ -136,17 +161,14 @@ def search() -> dict[str, Any]:
         raise BadRequest("q is longer than 300 characters")
     chosen, where, page = _filtered()
     k = _k()
-    hits = search_text(
-        db(),
-        ctx.index,
-        ctx.text_queries,
-        query,
-        k,
-        ctx.settings.index_text_candidates,
-        where,
-        page,
-    )
-    return {"query": query, **_results(hits, chosen, k, page)}
+    candidates = ctx.settings.index_text_candidates
+
+    def run(n: int, at: int) -> list[Hit]:
+        return search_text(db(), ctx.index, ctx.text_queries, query, n, candidates, where, at)
+
+    found = _sorted_search(run, k, page)
+    hits = found.pop("hits")
+    return {"query": query, **found, **_results(hits, chosen, k, page)}
 
 
 @bp.post("/api/search/image")
@@ -155,10 +177,14 @@ def search_by_image() -> dict[str, Any]:
     chosen, where, page = _filtered()
     decoded = uploaded_image()
     k = _k()
-    hits = search_image(
-        db(), ctx.index, ctx.embedder, decoded.image, k, ctx.settings.index_ef_search, where, page
-    )
-    return _results(hits, chosen, k, page)
+    ef = ctx.settings.index_ef_search
+
+    def run(n: int, at: int) -> list[Hit]:
+        return search_image(db(), ctx.index, ctx.embedder, decoded.image, n, ef, where, at)
+
+    found = _sorted_search(run, k, page)
+    hits = found.pop("hits")
+    return {**found, **_results(hits, chosen, k, page)}
 
 
 @bp.get("/healthz")

@@ -13,8 +13,16 @@ from scenery.colour_search import similar_colours
 from scenery.errors import NotFound
 from scenery.image_filters import ImageFilter, parse_filter
 from scenery.library import get_image, published_page, tag_counts
-from scenery.search import search_image, search_text, similar_images
-from web.services import context, db, int_arg, tag_vocabulary, uploaded_image
+from scenery.search import reorder, search_image, search_text, similar_images
+from web.services import (
+    SORTS,
+    context,
+    db,
+    int_arg,
+    sort_arg,
+    tag_vocabulary,
+    uploaded_image,
+)
 
 bp = Blueprint("gallery", __name__)
 
@@ -72,10 +80,13 @@ def home() -> str:
     per_page = context().settings.page_size
     page = int_arg("page", 1, 1, 1_000_000)
     chosen, where = _chosen()
-    images, total = published_page(db(), page, per_page, where)
+    sort, seed = sort_arg("newest", ("newest", "random"))
+    shuffle = seed if sort == "random" else None
+    images, total = published_page(db(), page, per_page, where, shuffle)
     pages = max(1, math.ceil(total / per_page))
     if page > pages and total:
         raise NotFound(f"there is no page {page}")
+    order = _order(sort, seed, "newest")
     return render_template(
         "home.html",
         images=images,
@@ -83,8 +94,19 @@ def home() -> str:
         pages=pages,
         total=total,
         filters=chosen.params(),
-        chips=chips(chosen, "gallery.home"),
+        order=order,
+        carry={**chosen.params(), **order},
+        sort=sort,
+        sorts=("newest", "random"),
+        chips=chips(chosen, "gallery.home", **order),
     )
+
+
+def _order(sort: str, seed: int, default: str) -> dict[str, str]:
+    """The sort parameters a page's links carry (none for the default order)."""
+    if sort == default:
+        return {}
+    return {"sort": sort, **({"seed": str(seed)} if sort == "random" else {})}
 
 
 @bp.get("/tags")
@@ -115,16 +137,23 @@ def search() -> str:
     query = request.args.get("q", "").strip()[:300]
     k = int_arg("k", ctx.settings.search_k, 1, ctx.settings.max_k)
     chosen, where = _chosen()
+    sort, seed = sort_arg("relevance", SORTS)
     hits = []
     if query:
         candidates = ctx.settings.index_text_candidates
-        hits = search_text(db(), ctx.index, ctx.text_queries, query, k, candidates, where)
+        wanted = k if sort == "relevance" else ctx.settings.max_k
+        hits = search_text(db(), ctx.index, ctx.text_queries, query, wanted, candidates, where)
+        hits = reorder(hits, sort, seed)[:k]
+    order = _order(sort, seed, "relevance")
     return render_template(
         "search.html",
         query=query,
         hits=hits,
         filters=chosen.params(),
-        chips=chips(chosen, "gallery.search", q=query),
+        order=order,
+        sort=sort,
+        sorts=SORTS,
+        chips=chips(chosen, "gallery.search", q=query, **order),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 
 from flask import current_app, g, request
@@ -90,3 +91,19 @@ def tag_vocabulary() -> tuple[str, ...]:
     """The auto tags there are (none when auto tags are off)."""
     tagger = context().tagger
     return tagger.names() if tagger is not None else ()
+
+
+SORTS = ("newest", "relevance", "random")
+
+
+def sort_arg(default: str, allowed: tuple[str, ...]) -> tuple[str, int]:
+    """The ``sort`` asked for (one of ``allowed``) and the ``seed`` of a random order (a new
+    one when none is given: the response carries it, so the next page keeps the order)."""
+    sort = (request.values.get("sort") or default).strip().lower()
+    if sort not in allowed:
+        hint = " (relevance needs a search)" if sort == "relevance" else ""
+        raise BadRequest(f"unknown sort {sort!r}{hint}: use one of {', '.join(allowed)}")
+    seed = int_arg("seed", 0, 0, 2**31 - 1)
+    if sort == "random" and not seed:
+        seed = secrets.randbelow(2**31 - 1) + 1
+    return sort, seed
