@@ -25,7 +25,6 @@ import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ingest.fetch import Fetcher
 from ingest.record import Judged, load_candidates, record_failure, reject_as_copy, store_judged
 from ingest.reddit import BadListingRequest, ListingFailed, Post, RedditClient
 from ingest.resolve import Resolver
@@ -64,6 +63,7 @@ from scenery.curation.verdicts import (
     screen,
 )
 from scenery.db import exclusive, transaction
+from scenery.fetch import Fetcher
 from scenery.imaging import ImageLimits
 from scenery.library import find_by_sha
 from scenery.models import CandidateState, utcnow

@@ -14,15 +14,15 @@ from typing import Any
 
 import httpx
 
-from ingest.http import (
+from scenery.config import Settings
+from scenery.errors import SceneryError
+from scenery.http_client import (
     RETRYABLE_STATUS,
     ClientOwner,
     backoff_delay,
     make_client,
     retry_after_seconds,
 )
-from scenery.config import Settings
-from scenery.errors import SceneryError
 
 log = logging.getLogger(__name__)
 

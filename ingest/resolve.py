@@ -14,15 +14,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ingest.http import (
+from ingest.reddit import Post
+from scenery.config import Settings
+from scenery.http_client import (
     RETRYABLE_STATUS,
     ClientOwner,
     backoff_delay,
     make_client,
     retry_after_seconds,
 )
-from ingest.reddit import Post
-from scenery.config import Settings
 
 log = logging.getLogger(__name__)
 

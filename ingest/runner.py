@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ingest.fetch import Fetcher
 from ingest.pipeline import Ingest
 from ingest.reddit import RedditClient
 from ingest.resolve import Resolver
@@ -25,6 +24,7 @@ from scenery import schedule
 from scenery.context import Context
 from scenery.curation.fitting import refit_if_due
 from scenery.errors import SceneryError
+from scenery.fetch import Fetcher
 from scenery.housekeeping import sweep_downloads
 from scenery.retention import purge_rejected_files
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ingest.fetch import Fetcher, FetchFailed
 from scenery.config import GRID_THUMB, Settings
 from scenery.curation.watermark import DETAIL, detail_view
 from scenery.errors import ImageRejected
+from scenery.fetch import Fetcher, FetchFailed
 from scenery.imaging import ImageLimits
 from scenery.intake import StoredFile, store_file
 from scenery.models import Candidate

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from scenery.config import Settings
 from scenery.db import make_engine, make_sessionmaker, migrate
 from scenery.embed import Embedder, load_embedder
+from scenery.fetch import Fetcher
 from scenery.index_sync import SyncedIndex
 from scenery.query_cache import TextQueryCache
 from scenery.queue import TaskQueue
@@ -70,6 +71,13 @@ class Context:
         return Tagger(self.embedder, path, self.settings.tag_min_probability)
 
     @cached_property
+    def fetcher(self) -> Fetcher:
+        """The SSRF-guarded downloader for fetches made on a visitor's behalf (search by URL):
+        public addresses only, and no larger than an upload may be."""
+        limit = min(self.settings.download_max_bytes, self.settings.max_upload_bytes)
+        return Fetcher(self.settings.model_copy(update={"download_max_bytes": limit}))
+
+    @cached_property
     def text_queries(self) -> TextQueryCache:
         """Text query embeddings, cached for this process."""
         return TextQueryCache(
@@ -97,6 +105,8 @@ class Context:
     def close(self) -> None:
         if "queue" in self.__dict__:
             self.queue.huey.storage.close()
+        if "fetcher" in self.__dict__:
+            self.fetcher.close()
         self.engine.dispose()
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
@@ -15,8 +17,9 @@ from sqlalchemy.orm import Session
 from scenery.config import GRID_THUMB
 from scenery.embed import Embedder
 from scenery.errors import ImageRejected
+from scenery.fetch import Fetcher, FetchFailed
 from scenery.filtered_search import search_among
-from scenery.imaging import thumbnail
+from scenery.imaging import ImageLimits, decode, thumbnail
 from scenery.index_sync import SyncedIndex
 from scenery.library import get_embedding, get_image, published_by_ids
 from scenery.modality_gap import query_across_gap
@@ -26,6 +29,7 @@ from scenery.query_cache import TextQueryCache
 # Extra candidates fetched so that images unpublished since the last index refresh can be dropped
 # without returning a short page.
 OVERFETCH = 8
+MAX_URL = 2000
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,18 @@ def search_image(
     except (MemoryError, OverflowError) as exc:
         raise ImageRejected(f"image too large to embed ({type(exc).__name__})") from exc
     return search_vector(session, index, vector, k, ef, where=where, page=page)
+
+
+def fetch_image(fetcher: Fetcher, url: str, limits: ImageLimits) -> PILImage.Image:
+    """Download an image a visitor named by URL (``Fetcher``: public addresses only, size and
+    type limits) and decode it with the upload limits; FetchFailed or ImageRejected say why
+    not. Nothing is kept."""
+    if len(url) > MAX_URL or not url.lower().startswith(("http://", "https://")):
+        raise FetchFailed("bad_url", f"not an http(s) URL of at most {MAX_URL} characters")
+    with tempfile.TemporaryDirectory(prefix="scenery-url-") as folder:
+        fetched = fetcher.fetch(url, Path(folder))
+        data = fetched.path.read_bytes()
+    return decode(data, limits).image
 
 
 def similar_images(

@@ -20,7 +20,7 @@ from scenery.embed import OpenClipEmbedder
 if TYPE_CHECKING:
     from flask.testing import FlaskClient
 
-    from ingest.fetch import Fetcher
+    from scenery.fetch import Fetcher
     from tests.admin_world import AdminWorld
     from tests.fetch_host import Host, Sleeps
 
@@ -201,7 +201,7 @@ def fetch_sleeps() -> Sleeps:
 @pytest.fixture
 def fetcher(tmp_path: Path, fetch_sleeps: Sleeps) -> Iterator[Fetcher]:
     """A fetcher with short timeouts that records its waits instead of waiting."""
-    from ingest.fetch import Fetcher
+    from scenery.fetch import Fetcher
     from tests.fetch_host import make_settings
 
     with Fetcher(make_settings(tmp_path), sleep=fetch_sleeps) as built:

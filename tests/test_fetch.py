@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.fetch import Fetched, Fetcher, FetchFailed, sniff
 from scenery.errors import ImageRejected
+from scenery.fetch import Fetched, Fetcher, FetchFailed, sniff
 from scenery.imaging import decode
 from tests.fetch_host import Host, files_in, make_settings
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.fetch import Fetcher, FetchFailed
+from scenery.fetch import Fetcher, FetchFailed
 from tests.fakes.reddit import FakeReddit
 from tests.fetch_host import Sleeps, files_in
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.fetch import MAX_TRIES, Fetcher, FetchFailed
+from scenery.fetch import MAX_TRIES, Fetcher, FetchFailed
 from tests.fetch_host import Host, Sleeps, fake_resolver, files_in, make_settings
 
 

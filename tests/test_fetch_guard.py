@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.fetch import Fetcher, FetchFailed
-from ingest.netguard import BlockedAddress, checked_addresses, is_public_address, system_resolve
+from scenery.fetch import Fetcher, FetchFailed
+from scenery.netguard import BlockedAddress, checked_addresses, is_public_address, system_resolve
 from tests.fetch_host import PUBLIC_IP, Host, fake_resolver, files_in, make_settings
 
 

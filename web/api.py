@@ -11,9 +11,17 @@ from sqlalchemy import ColumnElement
 
 from scenery.colour_search import similar_colours
 from scenery.image_filters import LOCAL, ImageFilter, orientation_of, parse_filter
+from scenery.imaging import ImageLimits
 from scenery.library import count_published, get_image, published_page, published_sources
 from scenery.models import Image, isoformat
-from scenery.search import Hit, reorder, search_image, search_text, similar_images
+from scenery.search import (
+    Hit,
+    fetch_image,
+    reorder,
+    search_image,
+    search_text,
+    similar_images,
+)
 from scenery.tags import tag_names
 from web.services import (
     SORTS,
@@ -185,6 +193,27 @@ def search_by_image() -> dict[str, Any]:
     found = _sorted_search(run, k, page)
     hits = found.pop("hits")
     return {**found, **_results(hits, chosen, k, page)}
+
+
+@bp.get("/api/search/url")
+def search_by_url() -> dict[str, Any]:
+    """Search by an image on the web: the server fetches ``url`` (public addresses only, the
+    upload size limit, images only) and searches by it, as an upload would."""
+    ctx = context()
+    url = request.args.get("url", "").strip()
+    if not url:
+        raise BadRequest("url is required")
+    chosen, where, page = _filtered()
+    k = _k()
+    image = fetch_image(ctx.fetcher, url, ImageLimits.from_settings(ctx.settings))
+    ef = ctx.settings.index_ef_search
+
+    def run(n: int, at: int) -> list[Hit]:
+        return search_image(db(), ctx.index, ctx.embedder, image, n, ef, where, at)
+
+    found = _sorted_search(run, k, page)
+    hits = found.pop("hits")
+    return {"url": url, **found, **_results(hits, chosen, k, page)}
 
 
 @bp.get("/healthz")

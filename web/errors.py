@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from scenery.accounts import AccountError
 from scenery.errors import ImageRejected, ModelLoadError, NotFound, QueueUnavailable
+from scenery.fetch import FetchFailed
 from scenery.image_filters import FilterError
 from scenery.review import ReviewError
 from web.services import BadRequest
@@ -48,6 +49,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError) -> tuple[Any, int]:
         return _respond(400, "Form expired", f"{exc.description} Reload the page and try again.")
+
+    @app.errorhandler(FetchFailed)
+    def _fetch_failed(exc: FetchFailed) -> tuple[Any, int]:
+        return _respond(400, "Cannot use that address", f"{exc} ({exc.code}).")
 
     @app.errorhandler(ImageRejected)
     def _rejected(exc: ImageRejected) -> tuple[Any, int]:

@@ -12,8 +12,9 @@ from sqlalchemy import ColumnElement
 from scenery.colour_search import similar_colours
 from scenery.errors import NotFound
 from scenery.image_filters import ImageFilter, parse_filter
+from scenery.imaging import ImageLimits
 from scenery.library import get_image, published_page, tag_counts
-from scenery.search import reorder, search_image, search_text, similar_images
+from scenery.search import fetch_image, reorder, search_image, search_text, similar_images
 from web.services import (
     SORTS,
     context,
@@ -160,15 +161,14 @@ def search() -> str:
 @bp.route("/search/image", methods=["GET", "POST"])
 def search_by_image() -> str:
     ctx = context()
+    url = request.args.get("url", "").strip()
+    if request.method == "GET" and not url:
+        return render_template("search_image.html", hits=None, url="")
     if request.method == "GET":
-        return render_template("search_image.html", hits=None)
-    decoded = uploaded_image()
+        image = fetch_image(ctx.fetcher, url, ImageLimits.from_settings(ctx.settings))
+    else:
+        image = uploaded_image().image
     hits = search_image(
-        db(),
-        ctx.index,
-        ctx.embedder,
-        decoded.image,
-        ctx.settings.search_k,
-        ctx.settings.index_ef_search,
+        db(), ctx.index, ctx.embedder, image, ctx.settings.search_k, ctx.settings.index_ef_search
     )
-    return render_template("search_image.html", hits=hits)
+    return render_template("search_image.html", hits=hits, url=url)

@@ -27,18 +27,18 @@ from typing import BinaryIO
 
 import httpx
 
-from ingest.http import (
+from scenery.config import Settings
+from scenery.errors import SceneryError
+from scenery.http_client import (
     RETRYABLE_STATUS,
     ClientOwner,
     backoff_delay,
     make_client,
     retry_after_seconds,
 )
-from ingest.netguard import BlockedAddress, GuardedTransport, Resolver, literal_ip, system_resolve
-from ingest.netguard import checked_addresses as _checked_addresses
-from scenery.config import Settings
-from scenery.errors import SceneryError
 from scenery.imaging import FORMAT_EXTENSIONS
+from scenery.netguard import BlockedAddress, GuardedTransport, Resolver, literal_ip, system_resolve
+from scenery.netguard import checked_addresses as _checked_addresses
 
 log = logging.getLogger(__name__)
 
