@@ -166,3 +166,12 @@ def test_search_sorts_its_best_matches_by_date_or_a_seeded_shuffle(
     assert relevance["sort"] == "relevance"
     scores = [hit["score"] for hit in relevance["results"]]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_the_search_page_shows_only_what_the_filter_keeps(app: Flask, client: FlaskClient) -> None:
+    made, ids = app.config["MADE"], app.config["IDS"]
+    page = client.get("/search?q=red&orientation=portrait").get_data(as_text=True)
+    shown = {name for name, i in ids.items() if f'href="/image/{i}"' in page}
+    portrait = {name for name, (_, shape) in made.items() if orientation_of(*shape) == "portrait"}
+    assert shown and shown <= portrait
+    assert 'data-filter="orientation">portrait' in page

@@ -205,3 +205,19 @@ def test_random_order_is_stable_per_seed_and_pages_neither_repeat_nor_skip(
 def test_bad_sorts_are_400s(client: FlaskClient, query: str, message: str) -> None:
     answer = client.get(f"/api/images?{query}")
     assert answer.status_code == 400 and message in answer.get_data(as_text=True)
+
+
+def test_the_home_page_filters_and_offers_each_source_with_its_count(
+    client: FlaskClient,
+) -> None:
+    listed = client.get("/api/images?per_page=50").get_json()["images"]
+    ids = {image["title"]: image["id"] for image in listed}
+    page = client.get("/?orientation=portrait&subreddit=EarthPorn").get_data(as_text=True)
+    shown = {title for title, i in ids.items() if f'href="/image/{i}"' in page}
+    assert shown == {"tall4k"}
+    assert ">r/EarthPorn (4)</option>" in page and ">imported (2)</option>" in page
+    assert 'data-filter="subreddit">from EarthPorn' in page
+    dated = client.get("/?added_after=2026-11-25").get_data(as_text=True)
+    assert {t for t, i in ids.items() if f'href="/image/{i}"' in dated} == {"square", "phone", "hd"}
+    assert 'value="2026-11-25"' in dated  # the form shows the filter it applied
+    assert client.get("/?orientation=sideways").status_code == 400

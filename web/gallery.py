@@ -13,7 +13,7 @@ from scenery.colour_search import similar_colours
 from scenery.errors import NotFound
 from scenery.image_filters import ImageFilter, parse_filter
 from scenery.imaging import ImageLimits
-from scenery.library import get_image, published_page, tag_counts
+from scenery.library import get_image, published_page, published_sources, tag_counts
 from scenery.search import fetch_image, reorder, search_image, search_text, similar_images
 from web.services import (
     SORTS,
@@ -97,6 +97,7 @@ def home() -> str:
         filters=chosen.params(),
         order=order,
         carry={**chosen.params(), **order},
+        sources=published_sources(db()),
         sort=sort,
         sorts=("newest", "random"),
         chips=chips(chosen, "gallery.home", **order),
@@ -154,6 +155,7 @@ def search() -> str:
         order=order,
         sort=sort,
         sorts=SORTS,
+        sources=published_sources(db()),
         chips=chips(chosen, "gallery.search", q=query, **order),
     )
 
