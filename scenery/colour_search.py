@@ -8,13 +8,14 @@ import numpy as np
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from scenery.colours import as_vector, colour_distance
+from scenery.colours import NAMES, as_vector, colour_distance
 from scenery.index import best_of
 from scenery.library import get_image, published_by_ids
 from scenery.models import Image, ImageStatus
 from scenery.search import Hit
 
 MIN_ALIKE = 0.25  # photos sharing less of their colours than this are not "similar"
+LEADING = 3  # candidates: photos led by one of the image's three largest colours
 
 
 def similar_colours(
@@ -30,10 +31,13 @@ def similar_colours(
     image = get_image(session, image_id)
     if image.colour_shares is None:
         return []
+    # Only photos led by one of this one's main colours can share most of its colours: the
+    # indexed leading colour keeps the scan to them instead of the whole gallery.
+    leading = {NAMES[i] for i in np.argsort(-as_vector(image.colour_shares))[:LEADING]}
     rows = session.execute(
         select(Image.id, Image.colour_shares).where(
             Image.status == ImageStatus.PUBLISHED,
-            Image.colour_shares.is_not(None),
+            Image.colour.in_(sorted(leading | {image.colour or ""})),
             Image.id != image_id,
             *where,
         )
