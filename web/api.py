@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, request
+from PIL import Image as PILImage
 from sqlalchemy import ColumnElement
 
 from scenery.colour_search import similar_colours
@@ -181,18 +182,8 @@ def search() -> dict[str, Any]:
 
 @bp.post("/api/search/image")
 def search_by_image() -> dict[str, Any]:
-    ctx = context()
     chosen, where, page = _filtered()
-    decoded = uploaded_image()
-    k = _k()
-    ef = ctx.settings.index_ef_search
-
-    def run(n: int, at: int) -> list[Hit]:
-        return search_image(db(), ctx.index, ctx.embedder, decoded.image, n, ef, where, at)
-
-    found = _sorted_search(run, k, page)
-    hits = found.pop("hits")
-    return {**found, **_results(hits, chosen, k, page)}
+    return _by_image(uploaded_image().image, chosen, where, page)
 
 
 @bp.get("/api/search/url")
@@ -204,8 +195,16 @@ def search_by_url() -> dict[str, Any]:
     if not url:
         raise BadRequest("url is required")
     chosen, where, page = _filtered()
-    k = _k()
     image = fetch_image(ctx.fetcher, url, ImageLimits.from_settings(ctx.settings))
+    return {"url": url, **_by_image(image, chosen, where, page)}
+
+
+def _by_image(
+    image: PILImage.Image, chosen: ImageFilter, where: list[ColumnElement[bool]], page: int
+) -> dict[str, Any]:
+    """The response of a search by a picture (uploaded or fetched)."""
+    ctx = context()
+    k = _k()
     ef = ctx.settings.index_ef_search
 
     def run(n: int, at: int) -> list[Hit]:
@@ -213,7 +212,7 @@ def search_by_url() -> dict[str, Any]:
 
     found = _sorted_search(run, k, page)
     hits = found.pop("hits")
-    return {"url": url, **found, **_results(hits, chosen, k, page)}
+    return {**found, **_results(hits, chosen, k, page)}
 
 
 @bp.get("/healthz")
