@@ -146,3 +146,14 @@ def test_a_redirect_to_a_private_address_is_refused(
 def test_bad_urls_are_400s(guarded: FlaskClient, url: str) -> None:
     answer = guarded.get("/api/search/url", query_string={"url": url})
     assert answer.status_code == 400
+
+
+def test_the_search_by_image_page_applies_the_filters_in_its_address(
+    local: FlaskClient, host: str
+) -> None:
+    page = local.get(f"/search/image?url={host}/blue.png&color=red").get_data(as_text=True)
+    grid = page.split("Closest matches", 1)[1]
+    assert "red.png" in grid and "blue.png" not in grid
+    assert 'data-filter="color">red' in page
+    form = local.get("/search/image?color=red").get_data(as_text=True)
+    assert 'action="/search/image?color=red"' in form  # an upload keeps the filter

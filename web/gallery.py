@@ -164,13 +164,18 @@ def search() -> str:
 def search_by_image() -> str:
     ctx = context()
     url = request.args.get("url", "").strip()
+    chosen, where = _chosen()  # from the query string, for the upload form too
+    shown = {
+        "url": url,
+        "filters": chosen.params(),
+        "chips": chips(chosen, "gallery.search_by_image"),
+    }
     if request.method == "GET" and not url:
-        return render_template("search_image.html", hits=None, url="")
+        return render_template("search_image.html", hits=None, **shown)
     if request.method == "GET":
         image = fetch_image(ctx.fetcher, url, ImageLimits.from_settings(ctx.settings))
     else:
         image = uploaded_image().image
-    hits = search_image(
-        db(), ctx.index, ctx.embedder, image, ctx.settings.search_k, ctx.settings.index_ef_search
-    )
-    return render_template("search_image.html", hits=hits, url=url)
+    k, ef = ctx.settings.search_k, ctx.settings.index_ef_search
+    hits = search_image(db(), ctx.index, ctx.embedder, image, k, ef, where)
+    return render_template("search_image.html", hits=hits, **shown)
