@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import random
 import tempfile
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
 from scenery.config import GRID_THUMB
@@ -60,7 +64,7 @@ def search_vector(
     skip = (page - 1) * k
     wanted = skip + k + OVERFETCH + (exclude is not None)
     if where:
-        allowed = matching_ids(session, where)
+        allowed = matching_ids(session, where, index)
         if shift is not None:
             index.use_text_shift(shift)
         ids, scores, _ = search_among(
@@ -80,12 +84,47 @@ def search_vector(
     return hits[skip : skip + k]
 
 
-def matching_ids(session: Session, where: Sequence[ColumnElement[bool]]) -> np.ndarray:
-    """The ids of the published images meeting ``where``, sorted."""
+def matching_ids(
+    session: Session, where: Sequence[ColumnElement[bool]], index: SyncedIndex | None = None
+) -> np.ndarray:
+    """The ids of the published images meeting ``where``, sorted.
+
+    With an ``index``, kept beside it for ``MATCH_TTL`` seconds per query while its
+    publication-event watermark stays (it moves whenever an image is published or withdrawn):
+    a filter keeping half of a 100,000-image gallery costs ~50 ms to read on SQLite, and the
+    pages of a search, or new queries under the same filters, ask for the same set again."""
     query = select(Image.id).where(Image.status == ImageStatus.PUBLISHED, *where)
+    if index is None:
+        return _read_ids(session, query)
+    compiled = query.compile(session.get_bind())
+    key = (str(compiled), repr(sorted(compiled.params.items())), index.watermark)
+    now = time.monotonic()
+    with _MATCH_LOCK:
+        cache = _MATCHES.setdefault(index, OrderedDict())
+        held = cache.get(key)
+        if held is not None and now - held[0] < MATCH_TTL:
+            cache.move_to_end(key)
+            return held[1]
+    found = _read_ids(session, query)
+    with _MATCH_LOCK:
+        cache[key] = (now, found)
+        while len(cache) > MATCH_CACHE:
+            cache.popitem(last=False)
+    return found
+
+
+def _read_ids(session: Session, query: Select[int]) -> np.ndarray:
     found = np.fromiter(session.scalars(query), np.int64)
     found.sort()
+    found.flags.writeable = False
     return found
+
+
+MATCH_TTL = 30.0  # seconds a filter's matching ids are reused (tags or colours change apart)
+MATCH_CACHE = 32  # filters remembered per index
+Matches = OrderedDict[tuple[str, str, int], tuple[float, np.ndarray]]
+_MATCHES: WeakKeyDictionary[SyncedIndex, Matches] = WeakKeyDictionary()
+_MATCH_LOCK = threading.Lock()
 
 
 def search_text(

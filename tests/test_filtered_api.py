@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from scenery import filtered_search
+from scenery import filtered_search, search
 from scenery.config import Settings
 from scenery.db import transaction
 from scenery.image_filters import orientation_of
@@ -175,3 +175,26 @@ def test_the_search_page_shows_only_what_the_filter_keeps(app: Flask, client: Fl
     portrait = {name for name, (_, shape) in made.items() if orientation_of(*shape) == "portrait"}
     assert shown and shown <= portrait
     assert 'data-filter="orientation">portrait' in page
+
+
+def test_a_filter_s_matches_are_reused_until_the_gallery_changes(
+    app: Flask, client: FlaskClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int] = []
+    real = search._read_ids
+
+    def counting(session: object, query: object) -> np.ndarray:
+        found = real(session, query)  # type: ignore[arg-type]
+        reads.append(len(found))
+        return found
+
+    monkeypatch.setattr(search, "_read_ids", counting)
+    first = result_ids(client.get("/api/search?q=red&orientation=portrait&k=3"))
+    result_ids(client.get("/api/search?q=blue&orientation=portrait&k=3&page=2"))
+    assert len(reads) == 1  # another query, another page: the same matching set
+    folder = tmp_path / "more"
+    folder.mkdir()
+    solid((250, 0, 0), (64, 96)).save(folder / "reddest.png")  # portrait, redder than any
+    Importer(app.extensions["scenery"]).run([folder / "reddest.png"])
+    after = result_ids(client.get("/api/search?q=red&orientation=portrait&k=3"))
+    assert len(reads) == 2 and after[0] not in first  # a publication: read again, and found
