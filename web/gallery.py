@@ -13,7 +13,7 @@ from scenery.colour_search import similar_colours
 from scenery.errors import NotFound
 from scenery.image_filters import ImageFilter, parse_filter
 from scenery.imaging import ImageLimits
-from scenery.library import get_image, published_page, published_sources, tag_counts
+from scenery.library import get_image, published_page, tag_counts
 from scenery.search import fetch_image, reorder, search_image, search_text, similar_images
 from web.services import (
     SORTS,
@@ -21,6 +21,7 @@ from web.services import (
     db,
     int_arg,
     sort_arg,
+    source_counts,
     tag_vocabulary,
     uploaded_image,
 )
@@ -97,7 +98,7 @@ def home() -> str:
         filters=chosen.params(),
         order=order,
         carry={**chosen.params(), **order},
-        sources=published_sources(db()),
+        sources=source_counts(),
         sort=sort,
         sorts=("newest", "random"),
         chips=chips(chosen, "gallery.home", **order),
@@ -155,7 +156,7 @@ def search() -> str:
         order=order,
         sort=sort,
         sorts=SORTS,
-        sources=published_sources(db()),
+        sources=source_counts(),
         chips=chips(chosen, "gallery.search", q=query, **order),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterable
 
 from flask import current_app, g, request
@@ -12,6 +13,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 from scenery.context import Context
 from scenery.errors import SceneryError
 from scenery.imaging import Decoded, ImageLimits, decode
+from scenery.library import published_sources
 
 
 class BadRequest(SceneryError):
@@ -107,3 +109,17 @@ def sort_arg(default: str, allowed: tuple[str, ...]) -> tuple[str, int]:
     if sort == "random" and not seed:
         seed = secrets.randbelow(2**31 - 1) + 1
     return sort, seed
+
+
+SOURCES_TTL = 60.0  # seconds the filter bar's source counts are reused in a process
+
+
+def source_counts() -> dict[str, int]:
+    """Published images per source for the filter bar, counted at most once a minute per
+    process (a GROUP BY over every published image: tens of ms at 100,000)."""
+    held = current_app.extensions.setdefault("scenery-sources", {})
+    now = time.monotonic()
+    if "at" not in held or now - held["at"] > SOURCES_TTL:
+        held["counts"], held["at"] = published_sources(db()), now
+    counts: dict[str, int] = held["counts"]
+    return counts
