@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -64,10 +64,6 @@ class ImageFilter:
     @property
     def empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))
-
-    def without(self, name: str) -> ImageFilter:
-        """This filter less one of its parameters (a chip removed)."""
-        return replace(self, **{name: None})
 
     def params(self) -> dict[str, str | list[str]]:
         """The query parameters that give this filter back through ``parse_filter`` (``tag``

@@ -21,6 +21,7 @@ import numpy as np
 
 from scenery.embed import Embedder, normalise
 from scenery.errors import SceneryError
+from scenery.models import ImageTag
 
 DEFAULT_VOCABULARY = Path(__file__).parent / "tag_vocabulary.txt"
 LOGIT_SCALE = 100.0  # CLIP's learned temperature for zero-shot classification
@@ -76,29 +77,38 @@ class Tagger:
         self.path = path
         self.min_probability = min_probability
         self._lock = threading.Lock()
-        self._loaded: tuple[float, Vocabulary, np.ndarray] | None = None
+        self._parsed: tuple[float, Vocabulary] | None = None  # by the file's mtime
+        self._embedded: tuple[float, np.ndarray] | None = None
 
     def names(self) -> tuple[str, ...]:
-        """The tag names of the vocabulary as the file says now (no model needed)."""
-        return read_vocabulary(self.path).names
+        """The tag names of the vocabulary as the file says now (no model needed; the file is
+        read again only when it changed)."""
+        return self._read()[1].names
 
-    def vocabulary(self) -> tuple[Vocabulary, np.ndarray]:
-        """The vocabulary and its tag embeddings (tags x dim), read again if the file changed."""
+    def _read(self) -> tuple[float, Vocabulary]:
         try:
             stamp = self.path.stat().st_mtime
         except OSError as exc:
             raise VocabularyError(f"cannot read the tag vocabulary {self.path}: {exc}") from exc
         with self._lock:
-            if self._loaded is None or self._loaded[0] != stamp:
-                vocabulary = read_vocabulary(self.path)
+            if self._parsed is None or self._parsed[0] != stamp:
+                self._parsed = (stamp, read_vocabulary(self.path))
+            return self._parsed
+
+    def vocabulary(self) -> tuple[Vocabulary, np.ndarray]:
+        """The vocabulary and its tag embeddings (tags x dim), embedded again when the file
+        changed."""
+        stamp, vocabulary = self._read()
+        with self._lock:
+            if self._embedded is None or self._embedded[0] != stamp:
                 flat = [p for prompts in vocabulary.prompts for p in prompts]
                 encoded = self.embedder.encode_text(flat)
                 rows, start = [], 0
                 for prompts in vocabulary.prompts:
                     rows.append(encoded[start : start + len(prompts)].mean(axis=0))
                     start += len(prompts)
-                self._loaded = (stamp, vocabulary, normalise(np.stack(rows)))
-            return self._loaded[1], self._loaded[2]
+                self._embedded = (stamp, normalise(np.stack(rows)))
+            return vocabulary, self._embedded[1]
 
     def tags(self, vectors: np.ndarray) -> list[list[tuple[str, float]]]:
         """Each image's tags and probabilities, most likely first."""
@@ -121,7 +131,6 @@ class Tagger:
         return out
 
 
-def tag_names(tags: Sequence[object]) -> list[str]:
+def tag_names(tags: Sequence[ImageTag]) -> list[str]:
     """Names of an image's stored tags, most likely first."""
-    ordered = sorted(tags, key=lambda t: (-getattr(t, "score", 0.0), getattr(t, "tag", "")))
-    return [str(getattr(t, "tag", "")) for t in ordered]
+    return [t.tag for t in sorted(tags, key=lambda t: (-t.score, t.tag))]

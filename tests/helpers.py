@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -15,8 +16,9 @@ from scenery.config import Settings
 from scenery.context import Context
 from scenery.importer import Importer
 from scenery.models import Image
-from tests.fakes.embedders import solid
+from tests.fakes.embedders import ColourEmbedder, solid
 from tests.fakes.reddit import FakeReddit
+from web import create_app
 
 PALETTE = {
     "red": (220, 20, 20),
@@ -51,6 +53,22 @@ def import_colours(
     report = Importer(ctx).run(files)
     assert not report.failed, report.failed
     return {path.stem: image_id for path, image_id in report.imported}
+
+
+@contextmanager
+def colour_gallery(
+    settings: Settings, folder: Path, colours: dict[str, tuple[int, int, int]]
+) -> Iterator[Flask]:
+    """A test app on the colour embedder with one imported photo per colour; their ids by
+    name are in ``app.config["IDS"]``."""
+    app = create_app(settings, embedder=ColourEmbedder())
+    app.config["TESTING"] = True
+    ctx = app.extensions["scenery"]
+    app.config["IDS"] = import_colours(ctx, folder, colours)
+    try:
+        yield app
+    finally:
+        ctx.close()
 
 
 @contextmanager

@@ -18,9 +18,8 @@ from scenery.colours import NAMES, colour_shares, dominant
 from scenery.config import Settings
 from scenery.db import alembic_config, transaction
 from scenery.models import Image as ImageRow
-from tests.fakes.embedders import ColourEmbedder, solid
-from tests.helpers import import_colours
-from web import create_app
+from tests.fakes.embedders import solid
+from tests.helpers import colour_gallery
 
 SOLIDS = {
     "red": (220, 20, 20),
@@ -70,12 +69,8 @@ PALETTE = {
 
 @pytest.fixture
 def app(settings: Settings, tmp_path: Path) -> Iterator[Flask]:
-    application = create_app(settings, embedder=ColourEmbedder())
-    application.config["TESTING"] = True
-    ctx = application.extensions["scenery"]
-    application.config["IDS"] = import_colours(ctx, tmp_path / "colours", PALETTE)
-    yield application
-    ctx.close()
+    with colour_gallery(settings, tmp_path / "colours", PALETTE) as application:
+        yield application
 
 
 @pytest.fixture

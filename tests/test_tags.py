@@ -24,8 +24,7 @@ from scenery.tags import DEFAULT_VOCABULARY, VocabularyError, read_vocabulary
 from tests.fakes.embedders import ColourEmbedder, solid
 from tests.fakes.reddit import FakeReddit
 from tests.fakes.reddit_posts import make_post
-from tests.helpers import import_colours
-from web import create_app
+from tests.helpers import colour_gallery
 
 HOSTILE = "<script>alert(1)</script>"
 VOCABULARY = f"""# colour words are what the test embedder understands
@@ -76,12 +75,8 @@ def vocabulary(tmp_path: Path) -> Path:
 @pytest.fixture
 def app(settings: Settings, tmp_path: Path, vocabulary: Path) -> Iterator[Flask]:
     tagged = settings.model_copy(update={"tag_vocabulary": vocabulary})
-    application = create_app(tagged, embedder=ColourEmbedder())
-    application.config["TESTING"] = True
-    ctx = application.extensions["scenery"]
-    application.config["IDS"] = import_colours(ctx, tmp_path / "colours", COLOURS)
-    yield application
-    ctx.close()
+    with colour_gallery(tagged, tmp_path / "colours", COLOURS) as application:
+        yield application
 
 
 @pytest.fixture

@@ -16,10 +16,9 @@ from flask.testing import FlaskClient
 from scenery.config import Settings
 from scenery.fetch import Fetcher
 from tests.badfiles import decompression_bomb
-from tests.fakes.embedders import ColourEmbedder, solid
+from tests.fakes.embedders import solid
 from tests.fakes.serving import serve
-from tests.helpers import PALETTE, import_colours
-from web import create_app
+from tests.helpers import PALETTE, colour_gallery
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 UPLOAD_LIMIT = 200_000
@@ -60,30 +59,24 @@ def host() -> Iterator[str]:
         yield url
 
 
-def make_app(settings: Settings, tmp_path: Path, allow_private: bool) -> Flask:
-    changed = settings.model_copy(
+def fetching(settings: Settings, allow_private: bool) -> Settings:
+    return settings.model_copy(
         update={"allow_private_urls": allow_private, "max_upload_bytes": UPLOAD_LIMIT}
     )
-    app = create_app(changed, embedder=ColourEmbedder())
-    app.config["TESTING"] = True
-    app.config["IDS"] = import_colours(app.extensions["scenery"], tmp_path / "colours", PALETTE)
-    return app
 
 
 @pytest.fixture
 def local(settings: Settings, tmp_path: Path) -> Iterator[FlaskClient]:
     """A gallery whose test setting lets it fetch from this machine's file server."""
-    app = make_app(settings, tmp_path, allow_private=True)
-    yield app.test_client()
-    app.extensions["scenery"].close()
+    with colour_gallery(fetching(settings, True), tmp_path / "colours", PALETTE) as app:
+        yield app.test_client()
 
 
 @pytest.fixture
 def guarded(settings: Settings, tmp_path: Path) -> Iterator[FlaskClient]:
     """A gallery as deployed: private addresses refused."""
-    app = make_app(settings, tmp_path, allow_private=False)
-    yield app.test_client()
-    app.extensions["scenery"].close()
+    with colour_gallery(fetching(settings, False), tmp_path / "colours", PALETTE) as app:
+        yield app.test_client()
 
 
 def test_search_by_url_finds_what_looks_like_the_image(local: FlaskClient, host: str) -> None:

@@ -18,7 +18,7 @@ from scenery.library import get_image, set_status
 from scenery.models import ImageStatus
 from tests import badfiles
 from tests.fakes.embedders import ColourEmbedder, solid
-from tests.helpers import PALETTE, csrf_token, import_colours
+from tests.helpers import PALETTE, colour_gallery, csrf_token, import_colours
 from web import create_app
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -26,12 +26,8 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 @pytest.fixture
 def app(settings: Settings, tmp_path: Path) -> Iterator[Flask]:
-    application = create_app(settings, embedder=ColourEmbedder())
-    application.config["TESTING"] = True
-    ctx = application.extensions["scenery"]
-    application.config["IDS"] = import_colours(ctx, tmp_path / "colours", PALETTE)
-    yield application
-    ctx.close()
+    with colour_gallery(settings, tmp_path / "colours", PALETTE) as application:
+        yield application
 
 
 @pytest.fixture

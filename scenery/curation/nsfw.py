@@ -21,6 +21,7 @@ from scenery.config import Settings
 from scenery.curation.verdicts import Facts, FilterResult, Verdict, band_margin
 from scenery.embed import Embedder, normalise
 from scenery.errors import ModelLoadError
+from scenery.onnx_sessions import quiet_session
 
 log = logging.getLogger(__name__)
 
@@ -120,19 +121,13 @@ class NudeNetScorer:
         log.info("loading NudeNet detector (%s)", where)
         try:
             import nudenet
-            import onnxruntime
 
             path = str(self.model_path or Path(nudenet.__file__).parent / "320n.onnx")
             detector = nudenet.NudeDetector(model_path=path)
             # NudeDetector takes no session options, and its default session spins idle
             # threads: on 2 cores beside one busy core (ingest decodes and runs CLIP beside
             # it) that took 84-118 ms/image against 40-57 ms without spinning (idle: 31 vs 41).
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = self.threads or 0
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            detector.onnx_session = onnxruntime.InferenceSession(
-                path, options, providers=["CPUExecutionProvider"]
-            )
+            detector.onnx_session = quiet_session(path, self.threads, arena=True)
             return detector
         except Exception as exc:
             raise ModelLoadError(

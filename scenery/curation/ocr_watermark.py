@@ -21,6 +21,7 @@ from scenery.curation.ocr_evidence import Evidence, TextLine, judge, merge_rows
 from scenery.curation.verdicts import Facts, FilterResult, Verdict, band_margin
 from scenery.errors import ModelLoadError
 from scenery.imaging import ImageLimits, decode
+from scenery.onnx_sessions import quiet_session
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,6 @@ def _quiet_sessions(engine: Any, threads: int | None) -> None:
     RapidOCR takes no such option; its default sessions spin idle threads, which on a small
     machine takes cores from the decode and CLIP work running beside it (NudeNet's did).
     """
-    import onnxruntime
-
     for holder in (
         getattr(engine.text_det, "infer", None),
         getattr(engine.text_rec, "session", None),
@@ -124,13 +123,7 @@ def _quiet_sessions(engine: Any, threads: int | None) -> None:
         if holder is None or session is None:
             log.warning("RapidOCR's sessions are not where 1.4 keeps them; left as they are")
             continue
-        options = onnxruntime.SessionOptions()
-        options.enable_cpu_mem_arena = False
-        options.intra_op_num_threads = threads or 0
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        holder.session = onnxruntime.InferenceSession(
-            session._model_path, options, providers=["CPUExecutionProvider"]
-        )
+        holder.session = quiet_session(session._model_path, threads)
 
 
 class OcrWatermarkFilter:
